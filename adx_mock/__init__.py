@@ -1,0 +1,1 @@
+"""The ADX simulator: synthetic supply, auctions, win notices, impressions and clicks."""

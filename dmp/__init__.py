@@ -1,0 +1,1 @@
+"""The DMP: device identity, tag taxonomy, profiles, ingest, audiences, real-time tags."""

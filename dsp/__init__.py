@@ -1,0 +1,1 @@
+"""The DSP: bidder, tracking, advertiser API and reporting."""

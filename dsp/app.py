@@ -1,0 +1,125 @@
+"""The bidder process: routes, error middleware, and resources made in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from redis.asyncio import Redis
+
+from dmp.profile_store import ProfileStore
+from dmp.taxonomy import Taxonomy
+from dsp.bidder.handler import Bidder
+from dsp.campaigns.live import LiveCampaigns
+from dsp.errors import BadNotice, BadSignature, DspError, InvalidBidRequest, InvalidCampaign
+from dsp.metrics import Metrics
+from dsp.tracking.handlers import Tracking
+from dsp.tracking.ledger import Ledger
+from dsp.tracking.links import LinkSigner
+from infra import keys
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+TAXONOMY = web.AppKey("taxonomy", Taxonomy)
+METRICS = web.AppKey("metrics", Metrics)
+REDIS = web.AppKey("redis", Redis)
+LIVE = web.AppKey("live", LiveCampaigns)
+BIDDER = web.AppKey("bidder", Bidder)
+TRACKING = web.AppKey("tracking", Tracking)
+
+_STATUS = {BadSignature: 403, BadNotice: 400, InvalidBidRequest: 400, InvalidCampaign: 422}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Typed domain errors become JSON answers with the status they stand for."""
+    try:
+        return await handler(request)
+    except DspError as error:
+        status = _STATUS.get(type(error), 400)
+        body = {"error": str(error), **{k: v for k, v in vars(error).items() if k != "args"}}
+        return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+async def _signing_key(redis: Redis, configured: bytes | None) -> bytes:
+    if configured:
+        return configured
+    # The first process to start picks the key; every other worker reads the same one.
+    await redis.set(keys.SIGNING_KEY, secrets.token_hex(32), nx=True)
+    stored = await redis.get(keys.SIGNING_KEY)
+    assert isinstance(stored, bytes)
+    return stored
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.redis_url:
+        raise RuntimeError("the bidder needs settings.redis_url")
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, health_check_interval=30)
+    app[REDIS] = redis
+    yield
+    await redis.aclose()
+
+
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, redis, metrics = app[SETTINGS], app[REDIS], app[METRICS]
+    live = LiveCampaigns(app[TAXONOMY])
+    await live.refresh(redis)
+    signer = LinkSigner(await _signing_key(redis, settings.signing_key), settings.base_url)
+    ledger = Ledger(redis, ttl_s=settings.notice_ttl_s, stream_maxlen=settings.event_stream_maxlen)
+    app[LIVE] = live
+    app[BIDDER] = Bidder(settings, ProfileStore(redis), live, signer, metrics)
+    app[TRACKING] = Tracking(settings, signer, ledger, live, metrics)
+    refresher = asyncio.create_task(live.run(redis, settings.campaign_refresh_s))
+    yield
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher
+
+
+async def _bid(request: web.Request) -> web.Response:
+    return await request.app[BIDDER].handle(request)
+
+
+async def _win(request: web.Request) -> web.Response:
+    return await request.app[TRACKING].win(request)
+
+
+async def _imp(request: web.Request) -> web.Response:
+    return await request.app[TRACKING].impression(request)
+
+
+async def _click(request: web.Request) -> web.Response:
+    return await request.app[TRACKING].click(request)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "campaigns_version": request.app[LIVE].version})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[METRICS].render(), content_type="text/plain")
+
+
+def create_app(settings: Settings, taxonomy: Taxonomy | None = None) -> web.Application:
+    """The bidder, tracking endpoints and health checks for one process."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[TAXONOMY] = taxonomy or Taxonomy.default()
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.extend([_redis_ctx, _services_ctx])
+    app.router.add_post("/openrtb2/bid", _bid)
+    app.router.add_get("/win", _win)
+    app.router.add_get("/imp", _imp)
+    app.router.add_get("/click", _click)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    return app

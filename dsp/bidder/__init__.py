@@ -1,0 +1,1 @@
+"""The bid path: OpenRTB in, a decision, a BidResponse out."""

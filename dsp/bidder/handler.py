@@ -1,0 +1,118 @@
+"""``POST /openrtb2/bid``: bytes -> parse -> one Redis round trip -> decide -> encode.
+
+Whatever happens after parsing, the answer is a bid or a 204 inside the request's tmax:
+a slow or absent Redis, or a bug, costs a no-bid, never a late answer or a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from dmp.profile import Profile, ProfileFormatError, day_number, decode
+from dmp.profile_store import ProfileStore
+from dsp.bidder.decide import decide
+from dsp.bidder.openrtb import BidRequest, parse_bid_request
+from dsp.bidder.response import bid_response, response_currency
+from dsp.campaigns.live import LiveCampaigns
+from dsp.errors import InvalidBidRequest
+from dsp.metrics import Metrics
+from dsp.tracking.links import LinkSigner
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def no_bid() -> web.Response:
+    return web.Response(status=204)
+
+
+def bad_request(field: str, reason: str) -> web.Response:
+    body = orjson.dumps({"error": "invalid bid request", "field": field, "reason": reason})
+    return web.Response(status=400, body=body, content_type="application/json")
+
+
+@dataclass(slots=True)
+class Bidder:
+    settings: Settings
+    profiles: ProfileStore
+    live: LiveCampaigns
+    signer: LinkSigner
+    metrics: Metrics
+
+    def _budget_s(self, bid_request: BidRequest) -> float:
+        tmax = bid_request.tmax_ms
+        return max(tmax - min(self.settings.tmax_margin_ms, tmax // 5), 1) / 1000
+
+    async def _profile(self, bid_request: BidRequest) -> Profile | None:
+        if bid_request.privacy_restricted or not bid_request.device_ids:
+            return None
+        blob = await self.profiles.lookup([device.key for device in bid_request.device_ids])
+        if blob is None:
+            return None
+        try:
+            return decode(blob, day_number(time.time()))
+        except ProfileFormatError:
+            self.metrics.count("profile_format_errors")
+            return None
+
+    async def answer(self, bid_request: BidRequest, started: float) -> web.Response:
+        currency = response_currency(bid_request.currencies, self.settings.fx_per_usd)
+        live = self.live
+        if currency is None or not live.index.lines:
+            return no_bid()
+        remaining = self._budget_s(bid_request) - (time.monotonic() - started)
+        try:
+            async with asyncio.timeout(remaining):
+                profile = await self._profile(bid_request)
+        except TimeoutError:
+            self.metrics.count("timeouts")
+            return no_bid()
+        except RedisError as error:
+            self.metrics.count("redis_errors")
+            log.warning("profile lookup failed", extra={"error": str(error)})
+            return no_bid()
+        bids = decide(bid_request, profile, live.index, live.blocked_lines)
+        if not bids:
+            return no_bid()
+        device = bid_request.device_ids[0].key.hex() if profile is not None else ""
+        response = bid_response(
+            bid_request, bids, signer=self.signer, currency=currency,
+            rate=self.settings.fx_per_usd[currency], device=device, now=int(time.time()),
+        )  # fmt: skip
+        self.metrics.count("bids", len(bids))
+        return web.Response(body=orjson.dumps(response), content_type="application/json")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        self.metrics.count("bid_requests")
+        try:
+            data = orjson.loads(await request.read())
+            bid_request = parse_bid_request(
+                data,
+                default_tmax_ms=self.settings.default_tmax_ms,
+                max_tmax_ms=self.settings.max_tmax_ms,
+                fx_per_usd=self.settings.fx_per_usd,
+            )
+        except orjson.JSONDecodeError as error:
+            self.metrics.count("bad_requests")
+            return bad_request("$", f"malformed JSON: {error}")
+        except InvalidBidRequest as error:
+            self.metrics.count("bad_requests")
+            return bad_request(error.field, error.reason)
+        try:
+            response = await self.answer(bid_request, started)
+        except Exception:  # a bug must cost one no-bid, not the exchange's trust
+            log.exception("bid failed", extra={"request_id": bid_request.id})
+            self.metrics.count("errors")
+            response = no_bid()
+        self.metrics.observe_bid_ms((time.monotonic() - started) * 1000)
+        if response.status == 204:
+            self.metrics.count("no_bids")
+        return response

@@ -1,0 +1,60 @@
+"""OpenRTB Native 1.x: the assets a placement asks for, and our answer to them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_IMAGE_MAIN = 3
+_DATA_DESCRIPTION = 2
+
+
+@dataclass(frozen=True, slots=True)
+class NativeAssets:
+    """Asset ids of the placement's title, main image and description (None: not asked)."""
+
+    title_id: int | None
+    image_id: int | None
+    image_size: tuple[int, int]
+    description_id: int | None
+
+
+def _asset_id(asset: Mapping[str, Any]) -> int | None:
+    asset_id = asset.get("id")
+    return asset_id if isinstance(asset_id, int) else None
+
+
+def parse_native_request(text: str | None) -> NativeAssets | None:
+    """The assets of a ``native.request`` string; None when it cannot be understood."""
+    if text is None:
+        return None
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("native"), dict):
+        data = data["native"]
+    assets = data.get("assets") if isinstance(data, dict) else None
+    if not isinstance(assets, list):
+        return None
+    title = image = description = None
+    size = (0, 0)
+    for asset in assets:
+        if not isinstance(asset, dict):
+            continue
+        if isinstance(asset.get("title"), dict) and title is None:
+            title = _asset_id(asset)
+        img = asset.get("img")
+        if isinstance(img, dict) and image is None and img.get("type", _IMAGE_MAIN) == _IMAGE_MAIN:
+            image = _asset_id(asset)
+            w, h = img.get("w") or img.get("wmin"), img.get("h") or img.get("hmin")
+            size = (w, h) if isinstance(w, int) and isinstance(h, int) else (0, 0)
+        data_asset = asset.get("data")
+        if isinstance(data_asset, dict) and data_asset.get("type") == _DATA_DESCRIPTION:
+            description = description if description is not None else _asset_id(asset)
+    if title is None and image is None:
+        return None
+    return NativeAssets(title, image, size, description)

@@ -1,0 +1,230 @@
+"""OpenRTB 2.5/2.6 bid requests: validated into the few typed facts the bid path uses.
+
+Only what makes a bid impossible to define is an error (no id, no imps, duplicate imp ids,
+more than one of site/app/dooh, negative tmax, invalid gdpr flag, a deal without id).
+Unknown fields and enum values are tolerated, as OpenRTB asks of bidders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from dmp.ids import DeviceId, device_ids_from_openrtb
+from dsp.bidder.native import NativeAssets, parse_native_request
+from dsp.errors import InvalidBidRequest
+
+_OS_ALIASES = {"ipados": "ios", "iphone os": "ios", "tvos": "ios", "android tv": "android"}
+_EMPTY: Mapping[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Imp:
+    id: str
+    banner_sizes: tuple[tuple[int, int], ...]
+    native: NativeAssets | None  # None when not native, or its request cannot be understood
+    video_size: tuple[int, int] | None  # (0, 0) when the player size is not given
+    floor_micros: int | None  # USD micros CPM; None when the floor's currency is unknown
+
+
+@dataclass(frozen=True, slots=True)
+class BidRequest:
+    id: str
+    imps: tuple[Imp, ...]
+    tmax_ms: int
+    currencies: tuple[str, ...]
+    device_ids: tuple[DeviceId, ...]
+    # True when the request forbids using DMP data (lmt, dnt, coppa, gdpr without consent).
+    privacy_restricted: bool
+    os: str
+    country: str
+    region: str
+    blocked_domains: frozenset[str]
+    blocked_categories: frozenset[str]
+    test: bool
+
+
+def _object(value: object, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return _EMPTY
+    if not isinstance(value, Mapping):
+        raise InvalidBidRequest(field, "expected an object")
+    return value
+
+
+def _int_flag(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, str))
+
+
+def _floor_micros(imp: Mapping[str, Any], fx_per_usd: Mapping[str, Decimal]) -> int | None:
+    floor = imp.get("bidfloor", 0)
+    if not isinstance(floor, int | float) or isinstance(floor, bool) or floor < 0:
+        return 0
+    currency = imp.get("bidfloorcur") or "USD"
+    rate = fx_per_usd.get(currency.upper()) if isinstance(currency, str) else None
+    if rate is None:
+        return None
+    try:
+        # Ceiling: bidding a hair under the floor loses the auction for nothing.
+        usd_micros = Decimal(repr(floor)) * 1_000_000 / rate
+    except InvalidOperation:
+        return 0
+    return int(usd_micros.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def _sizes(banner: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
+    sizes: list[tuple[int, int]] = []
+    formats = banner.get("format")
+    for fmt in formats if isinstance(formats, list) else ():
+        if isinstance(fmt, Mapping):
+            w, h = fmt.get("w"), fmt.get("h")
+            if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+                sizes.append((w, h))
+    w, h = banner.get("w"), banner.get("h")
+    if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 and (w, h) not in sizes:
+        sizes.append((w, h))
+    return tuple(sizes)
+
+
+def _check_deals(imp: Mapping[str, Any], field: str) -> None:
+    deals = _object(imp.get("pmp"), f"{field}.pmp").get("deals")
+    for j, deal in enumerate(deals if isinstance(deals, list) else ()):
+        if not isinstance(deal, Mapping) or not deal.get("id"):
+            raise InvalidBidRequest(f"{field}.pmp.deals[{j}]", 'missing required field "id"')
+
+
+def _imp(raw: object, index: int, fx_per_usd: Mapping[str, Decimal]) -> Imp:
+    field = f"imp[{index}]"
+    imp = _object(raw, field)
+    imp_id = imp.get("id")
+    if not isinstance(imp_id, str | int) or isinstance(imp_id, bool) or imp_id == "":
+        raise InvalidBidRequest(f"{field}.id", 'missing required field "id"')
+    _check_deals(imp, field)
+    banner = imp.get("banner")
+    native = imp.get("native")
+    video = imp.get("video")
+    video_size = None
+    if isinstance(video, Mapping):
+        w, h = video.get("w"), video.get("h")
+        video_size = (w, h) if isinstance(w, int) and isinstance(h, int) else (0, 0)
+    native_request = native.get("request") if isinstance(native, Mapping) else None
+    if isinstance(native_request, Mapping):  # some exchanges send the object, not a string
+        native_request = orjson.dumps(native_request).decode()
+    return Imp(
+        id=str(imp_id),
+        banner_sizes=_sizes(banner) if isinstance(banner, Mapping) else (),
+        native=parse_native_request(native_request) if isinstance(native_request, str) else None,
+        video_size=video_size,
+        floor_micros=_floor_micros(imp, fx_per_usd),
+    )
+
+
+def _imps(request: Mapping[str, Any], fx_per_usd: Mapping[str, Decimal]) -> tuple[Imp, ...]:
+    raw_imps = request.get("imp")
+    if not isinstance(raw_imps, list) or not raw_imps:
+        raise InvalidBidRequest("imp", "expected a non-empty array")
+    imps = tuple(_imp(raw, i, fx_per_usd) for i, raw in enumerate(raw_imps))
+    seen: dict[str, int] = {}
+    for i, imp in enumerate(imps):
+        if imp.id in seen:
+            raise InvalidBidRequest(
+                f"imp[{i}].id", f"imp[{seen[imp.id]}] and imp[{i}] have the same id {imp.id!r}"
+            )
+        seen[imp.id] = i
+    return imps
+
+
+def _tmax(request: Mapping[str, Any], default_ms: int, max_ms: int) -> int:
+    tmax = request.get("tmax")
+    if tmax is None:
+        return default_ms
+    if not isinstance(tmax, int) or isinstance(tmax, bool):
+        raise InvalidBidRequest("tmax", "expected an integer")
+    if tmax < 0:
+        raise InvalidBidRequest("tmax", f"must be nonnegative, got {tmax}")
+    return min(tmax or default_ms, max_ms)
+
+
+def _gdpr_applies(regs: Mapping[str, Any]) -> bool:
+    ext = _object(regs.get("ext"), "regs.ext")
+    for field, value in (("regs.gdpr", regs.get("gdpr")), ("regs.ext.gdpr", ext.get("gdpr"))):
+        if value is not None and value not in (0, 1):
+            raise InvalidBidRequest(field, "must be either 0 or 1")
+        if value == 1:
+            return True
+    return False
+
+
+def _privacy_restricted(
+    request: Mapping[str, Any], device: Mapping[str, Any], regs: Mapping[str, Any]
+) -> bool:
+    ext = _object(regs.get("ext"), "regs.ext")
+    if _int_flag(device.get("lmt")) == 1 or _int_flag(device.get("dnt")) == 1:
+        return True
+    if _int_flag(regs.get("coppa")) == 1 or _int_flag(ext.get("coppa")) == 1:
+        return True
+    if _gdpr_applies(regs):
+        user = _object(request.get("user"), "user")
+        consent = user.get("consent") or _object(user.get("ext"), "user.ext").get("consent")
+        # Without a consent string there is no lawful basis to use profile data.
+        return not (isinstance(consent, str) and consent.strip())
+    return False
+
+
+def _geo(request: Mapping[str, Any], device: Mapping[str, Any]) -> Mapping[str, Any]:
+    geo = device.get("geo")
+    if not isinstance(geo, Mapping):
+        geo = _object(request.get("user"), "user").get("geo")
+    return geo if isinstance(geo, Mapping) else _EMPTY
+
+
+def _os(device: Mapping[str, Any]) -> str:
+    raw = device.get("os")
+    if not isinstance(raw, str):
+        return ""
+    name = raw.strip().lower()
+    return _OS_ALIASES.get(name, name)
+
+
+def parse_bid_request(
+    data: object, *, default_tmax_ms: int, max_tmax_ms: int, fx_per_usd: Mapping[str, Decimal]
+) -> BidRequest:
+    """Validate a decoded JSON value; raises ``InvalidBidRequest`` naming the field."""
+    if not isinstance(data, Mapping):
+        raise InvalidBidRequest("$", "expected a JSON object")
+    request_id = data.get("id")
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidBidRequest("id", 'missing required field "id"')
+    if sum(data.get(key) is not None for key in ("site", "app", "dooh")) > 1:
+        raise InvalidBidRequest("site", "no more than one of site, app or dooh may be given")
+    tmax_ms = _tmax(data, default_tmax_ms, max_tmax_ms)
+    imps = _imps(data, fx_per_usd)
+    device = _object(data.get("device"), "device")
+    regs = _object(data.get("regs"), "regs")
+    restricted = _privacy_restricted(data, device, regs)
+    geo = _geo(data, device)
+    country, region = geo.get("country"), geo.get("region")
+    return BidRequest(
+        id=request_id,
+        imps=imps,
+        tmax_ms=tmax_ms,
+        currencies=tuple(c.upper() for c in _strings(data.get("cur"))),
+        device_ids=() if restricted else tuple(device_ids_from_openrtb(device)),
+        privacy_restricted=restricted,
+        os=_os(device),
+        country=country.upper() if isinstance(country, str) else "",
+        region=region.upper() if isinstance(region, str) else "",
+        blocked_domains=frozenset(_strings(data.get("badv"))),
+        blocked_categories=frozenset(_strings(data.get("bcat"))),
+        test=_int_flag(data.get("test")) == 1,
+    )

@@ -1,0 +1,76 @@
+"""The OpenRTB BidResponse for a decision: prices in the exchange's currency, signed links."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_CEILING, Decimal
+
+from dsp.bidder.decide import Bid
+from dsp.bidder.markup import markup
+from dsp.bidder.openrtb import BidRequest
+from dsp.tracking.links import LinkSigner, Notice
+
+SEAT = "rtb-dsp"
+_MICRO = Decimal("0.000001")
+
+
+def response_currency(requested: Sequence[str], fx_per_usd: Mapping[str, Decimal]) -> str | None:
+    """USD when allowed, else the first allowed currency we have a rate for."""
+    if not requested or "USD" in requested:
+        return "USD"
+    return next((code for code in requested if code in fx_per_usd), None)
+
+
+def price_in(currency_rate: Decimal, usd_micros: int) -> float:
+    # Rounded up: rounding down could put a bid that meets the floor just under it.
+    price = (Decimal(usd_micros) * currency_rate / 1_000_000).quantize(_MICRO, ROUND_CEILING)
+    return float(price)
+
+
+def bid_response(
+    request: BidRequest,
+    bids: Sequence[Bid],
+    *,
+    signer: LinkSigner,
+    currency: str,
+    rate: Decimal,
+    device: str,
+    now: int,
+) -> dict[str, object]:
+    answers = []
+    for bid in bids:
+        line, creative = bid.line, bid.line.creative
+        notice = Notice(
+            request.id,
+            bid.imp.id,
+            line.campaign.id,
+            creative.id,
+            device,
+            line.price_micros,
+            currency,
+            now,
+        )
+        win_url, imp_url, click_url = signer.links(notice)
+        answer: dict[str, object] = {
+            "id": f"{request.id}:{bid.imp.id}",
+            "impid": bid.imp.id,
+            "price": price_in(rate, line.price_micros),
+            "adm": markup(creative, bid.imp.native, imp_url, click_url),
+            "nurl": win_url,
+            "burl": win_url + "&n=burl",
+            "adomain": list(creative.adomain),
+            "cid": line.campaign.id,
+            "crid": creative.id,
+            "adid": creative.id,
+        }
+        if creative.cat:
+            answer["cat"] = list(creative.cat)
+        if creative.w and creative.h:
+            answer["w"], answer["h"] = creative.w, creative.h
+        answers.append(answer)
+    return {
+        "id": request.id,
+        "bidid": request.id,
+        "cur": currency,
+        "seatbid": [{"seat": SEAT, "bid": answers}],
+    }

@@ -1,0 +1,1 @@
+"""Reporting: CTR and spend from the counters tracking keeps."""

