@@ -43,6 +43,10 @@ class ProfileStore:
         self._redis = redis
         self._lookup: AsyncScript = redis.register_script(_LOOKUP_LUA)
 
+    async def warm_up(self) -> None:
+        """Load the lookup script now, so the first bid does not pay for it."""
+        await self._redis.script_load(_LOOKUP_LUA)
+
     async def lookup(self, digests: Sequence[bytes]) -> bytes | None:
         """The blob of the first digest that names a stored device, in one round trip."""
         if not digests:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from dmp.profile_store import ProfileStore
 from dmp.taxonomy import Taxonomy
@@ -63,7 +63,16 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if not settings.redis_url:
         raise RuntimeError("the bidder needs settings.redis_url")
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, health_check_interval=30)
+    # A blocking pool: under a burst, requests queue for a connection (bounded by their own
+    # deadline) instead of failing at once with "too many connections".
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=2,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+    )
+    redis = Redis(connection_pool=pool)
     app[REDIS] = redis
     yield
     await redis.aclose()
@@ -75,8 +84,11 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     await live.refresh(redis)
     signer = LinkSigner(await _signing_key(redis, settings.signing_key), settings.base_url)
     ledger = Ledger(redis, ttl_s=settings.notice_ttl_s, stream_maxlen=settings.event_stream_maxlen)
+    profiles = ProfileStore(redis)
+    await profiles.warm_up()
+    await ledger.warm_up()
     app[LIVE] = live
-    app[BIDDER] = Bidder(settings, ProfileStore(redis), live, signer, metrics)
+    app[BIDDER] = Bidder(settings, profiles, live, signer, metrics)
     app[TRACKING] = Tracking(settings, signer, ledger, live, metrics)
     refresher = asyncio.create_task(live.run(redis, settings.campaign_refresh_s))
     yield

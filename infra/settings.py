@@ -62,6 +62,7 @@ class Settings:
     tmax_margin_ms: int = 10
     max_tmax_ms: int = 2000
     max_body_bytes: int = 256 * 1024
+    redis_max_connections: int = 64
     event_stream_maxlen: int = 1_000_000
     campaign_refresh_s: float = 0.25
     notice_ttl_s: int = 7 * 86400

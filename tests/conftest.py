@@ -10,7 +10,7 @@ from aiohttp.web import Application, Request
 from redis.asyncio import Redis
 
 from dsp.app import create_app
-from infra.embedded_redis import EmbeddedRedis
+from infra.embedded_redis import EmbeddedRedis, free_port
 from infra.settings import Settings
 
 
@@ -35,8 +35,11 @@ async def dsp_client(
     redis: Redis, redis_url: str
 ) -> AsyncIterator[TestClient[Request, Application]]:
     """The bidder app on a real loopback socket, against the session's Redis."""
-    settings = Settings(redis_url=redis_url, signing_key=b"test-key", campaign_refresh_s=0.05)
-    server = TestServer(create_app(settings), host="127.0.0.1")
+    port = free_port()  # known before start, so the tracking links in bids point back here
+    settings = Settings(
+        redis_url=redis_url, port=port, signing_key=b"test-key", campaign_refresh_s=0.05
+    )
+    server = TestServer(create_app(settings), host="127.0.0.1", port=port)
     client = TestClient(server)
     await client.start_server()
     try:

@@ -61,9 +61,13 @@ class Recorded:
 
 class Ledger:
     def __init__(self, redis: Redis, *, ttl_s: int, stream_maxlen: int) -> None:
+        self._redis = redis
         self._record: AsyncScript = redis.register_script(_RECORD_LUA)
         self._ttl_s = ttl_s
         self._maxlen = stream_maxlen
+
+    async def warm_up(self) -> None:
+        await self._redis.script_load(_RECORD_LUA)
 
     async def record(
         self,
