@@ -8,6 +8,7 @@ can hold a launch back (and then ``achieved_qps`` shows it).
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import random
 import sys
@@ -84,6 +85,10 @@ def _check(ok: bool, name: str, reason: str) -> None:
 async def run(config: RunConfig, *, progress: bool = True) -> Summary:
     """Run the simulation described by ``config`` and return its figures."""
     tally = Tally(tuple(config.dsp_urls))
+    # A large population is millions of long-lived objects: without freezing them, every
+    # full garbage collection walks them all and stalls the loop past tmax.
+    gc.collect()
+    gc.freeze()
     settings = ExchangeSettings(
         dsp_urls=tuple(config.dsp_urls),
         tmax_ms=config.tmax_ms,

@@ -29,7 +29,7 @@ from dmp.taxonomy import Taxonomy
 from dsp.campaigns.store import save_campaigns
 from dsp.demo_campaigns import demo_campaigns
 from dsp.reporting.report import build_report, format_report
-from infra.embedded_redis import EmbeddedRedis, free_port
+from infra.embedded_redis import EmbeddedRedis, die_with_parent, free_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,9 @@ def bidder_process(redis_url: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
     command = [sys.executable, "-m", "dsp.cli", "serve", "--port", str(port)]
-    child = subprocess.Popen([*command, "--redis-url", redis_url], env=env)
+    child = subprocess.Popen(
+        [*command, "--redis-url", redis_url], env=env, preexec_fn=die_with_parent
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, child)

@@ -46,8 +46,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    # A redis-server must not outlive a parent killed with SIGKILL (Linux only; best effort).
+def die_with_parent() -> None:
+    """In a child (``preexec_fn``): get SIGTERM when the parent dies, even by SIGKILL.
+
+    Linux only, best effort: a server the user never started must not outlive its owner.
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -116,7 +119,7 @@ class EmbeddedRedis:
                 self._command(port, data_dir),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             if self._wait_ready(process, port, timeout_s):
                 self._process, self.port = process, port
