@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ from dsp.app import LIVE
 from dsp.campaigns.store import save_campaigns
 from tests.dsp.factories import IDFA, banner_creative, bid_request, campaign, store_profile
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "openrtb"
+# ../shared/corpus beside the repository, as in CI; CORPUS_DIR points elsewhere.
+CORPUS = (
+    Path(os.environ.get("CORPUS_DIR") or Path(__file__).resolve().parents[3] / "shared" / "corpus")
+    / "openrtb"
+)
+VALID = sorted((CORPUS / "valid").glob("*.json"))
+INVALID = sorted((CORPUS / "invalid").glob("*.json"))
 Client = TestClient[Request, Application]
 
 
@@ -50,7 +57,11 @@ def catch_all_campaigns() -> list[dict[str, Any]]:
     return [campaign("any", cpm_micros=30_000_000, creatives=creatives)]
 
 
-@pytest.mark.parametrize("path", sorted((CORPUS / "valid").glob("*.json")), ids=lambda p: p.stem)
+def test_the_corpus_is_there() -> None:
+    assert len(VALID) >= 18 and len(INVALID) >= 8, f"corpus not found under {CORPUS}"
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
 async def test_every_valid_corpus_request_gets_a_bid_or_no_bid_in_time(
     dsp_client: Client, redis: Redis, path: Path
 ) -> None:
@@ -68,7 +79,7 @@ async def test_every_valid_corpus_request_gets_a_bid_or_no_bid_in_time(
             assert "${AUCTION_PRICE}" in bid["nurl"]
 
 
-@pytest.mark.parametrize("path", sorted((CORPUS / "invalid").glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
 async def test_every_invalid_corpus_request_is_refused_without_a_bid(
     dsp_client: Client, redis: Redis, path: Path
 ) -> None:
