@@ -100,7 +100,9 @@ async def _campaigns(url: str, action: str, path: Path | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env(os.environ)
-    setup_logging(settings.log_level, json=settings.log_json)
+    # The demo talks to a person through its own lines; its logs only speak up for problems.
+    level = "WARNING" if args.command == "demo" and "LOG_LEVEL" not in os.environ else None
+    setup_logging(level or settings.log_level, json=settings.log_json)
     redis_url = getattr(args, "redis_url", None) or settings.redis_url
     if args.command == "serve":
         from dsp.serve import serve
