@@ -13,7 +13,7 @@ instead of two per tag, and delta-coded ids take one byte each for a dense taxon
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dmp.errors import DmpError
@@ -43,7 +43,7 @@ class TagEntry:
 class Profile:
     """What the bidder knows of a device: live tags (id -> score) and its snapshot."""
 
-    tags: Mapping[int, int] = field(default_factory=dict)
+    tags: dict[int, int] = field(default_factory=dict)  # fresh per decode: callers may add
     os: str = ""
     model: str = ""
     price_tier: int = 0

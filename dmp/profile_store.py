@@ -7,7 +7,8 @@ which the lookup script follows on the server so the bidder still pays one round
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -17,23 +18,38 @@ from infra import keys
 ALIAS_MARK = b"\x00"
 
 _LOOKUP_LUA = """
+local function bucket_of(digest)
+  return string.format('%04x', string.byte(digest, 1) * 256 + string.byte(digest, 2))
+end
+local function scenes_of(digest)
+  local hex = digest:gsub('.', function(c) return string.format('%02x', string.byte(c)) end)
+  return redis.call('GET', 'dmp:s:{' .. bucket_of(digest) .. '}:' .. hex) or ''
+end
 for i = 1, #KEYS do
   local value = redis.call('HGET', KEYS[i], ARGV[i])
   if value then
-    if string.byte(value, 1) ~= 0 then
-      return value
+    local primary = ARGV[i]
+    if string.byte(value, 1) == 0 then
+      primary = string.sub(value, 2)
+      value = redis.call('HGET', 'dmp:p:{' .. bucket_of(primary) .. '}', primary)
     end
-    local primary = string.sub(value, 2)
-    local bucket = string.format('dmp:p:{%04x}', string.byte(primary, 1) * 256
-      + string.byte(primary, 2))
-    local target = redis.call('HGET', bucket, primary)
-    if target then
-      return target
+    if value then
+      return {value, scenes_of(primary)}
     end
   end
 end
+local scenes = scenes_of(ARGV[1])
+if scenes ~= '' then
+  return {'', scenes}
+end
 return false
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    profile: bytes | None  # None: the device has scene tags but no stored profile
+    scenes: bytes | None
 
 
 class ProfileStore:
@@ -47,12 +63,28 @@ class ProfileStore:
         """Load the lookup script now, so the first bid does not pay for it."""
         await self._redis.script_load(_LOOKUP_LUA)
 
-    async def lookup(self, digests: Sequence[bytes]) -> bytes | None:
-        """The blob of the first digest that names a stored device, in one round trip."""
+    async def lookup(self, digests: Sequence[bytes]) -> Found | None:
+        """Profile and scene tags of the first digest naming a known device, one round trip."""
         if not digests:
             return None
         found = await self._lookup(keys=[keys.profile_bucket(d) for d in digests], args=digests)
-        return found if isinstance(found, bytes) else None
+        if not isinstance(found, list):
+            return None
+        profile, scenes = found
+        return Found(profile or None, scenes or None)
+
+    async def scan(self, batch: int = 256) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Every stored ``(primary digest, profile blob)``, aliases skipped, bucket by bucket."""
+        buckets = keys.all_profile_buckets()
+        for start in range(0, len(buckets), batch):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for bucket in buckets[start : start + batch]:
+                    pipe.hgetall(bucket)
+                contents = await pipe.execute()
+            for content in contents:
+                for digest, blob in content.items():
+                    if not blob.startswith(ALIAS_MARK):
+                        yield digest, blob
 
     async def get_many(self, primaries: Sequence[bytes]) -> list[bytes | None]:
         """Blobs stored under primary digests (aliases are not followed), one pipeline."""

@@ -22,6 +22,17 @@ def profile_bucket(digest: bytes) -> bytes:
     return b"dmp:p:{%04x}" % bucket
 
 
+def scene_tags(digest: bytes) -> bytes:
+    """A device's live scene tags, in the same slot as its profile bucket."""
+    bucket = int.from_bytes(digest[:2], "big") >> (16 - PROFILE_BUCKET_BITS)
+    return b"dmp:s:{%04x}:" % bucket + digest.hex().encode()
+
+
+def all_profile_buckets() -> list[bytes]:
+    """Every profile bucket key, for scans over the whole population."""
+    return [b"dmp:p:{%04x}" % bucket for bucket in range(1 << PROFILE_BUCKET_BITS)]
+
+
 def campaign_spent(campaign_id: str) -> str:
     """Micros charged to a campaign over its whole life."""
     return f"dsp:{{c:{campaign_id}}}:spent"

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from dmp.profile import Profile, ProfileFormatError, day_number, decode
 from dmp.profile_store import ProfileStore
+from dmp.scene_codec import live_scene_tags
 from dsp.bidder.decide import decide
 from dsp.bidder.openrtb import BidRequest, parse_bid_request
 from dsp.bidder.response import bid_response, response_currency
@@ -53,14 +54,18 @@ class Bidder:
     async def _profile(self, bid_request: BidRequest) -> Profile | None:
         if bid_request.privacy_restricted or not bid_request.device_ids:
             return None
-        blob = await self.profiles.lookup([device.key for device in bid_request.device_ids])
-        if blob is None:
+        found = await self.profiles.lookup([device.key for device in bid_request.device_ids])
+        if found is None:
             return None
+        now = time.time()
         try:
-            return decode(blob, day_number(time.time()))
+            profile = decode(found.profile, day_number(now)) if found.profile else Profile()
         except ProfileFormatError:
             self.metrics.count("profile_format_errors")
             return None
+        if found.scenes:
+            profile.tags.update(live_scene_tags(found.scenes, int(now // 60)))
+        return profile
 
     async def answer(self, bid_request: BidRequest, started: float) -> web.Response:
         currency = response_currency(bid_request.currencies, self.settings.fx_per_usd)

@@ -12,7 +12,9 @@ from dmp.profile import (
     decode_entries,
     encode,
 )
-from dmp.profile_store import ProfileStore
+from dmp.profile_store import Found, ProfileStore
+from dmp.scene_codec import encode_scenes, live_scene_tags
+from infra import keys
 
 SNAPSHOT = Snapshot(os="ios", model="iPhone15,2", price_tier=3, country="CHN", region="GD")
 
@@ -54,9 +56,34 @@ async def test_lookup_follows_an_alias_in_one_call(redis: Redis) -> None:
     primary, alias, other = b"\x01" * 8, b"\xfe" * 8, b"\x77" * 8
     blob = encode(SNAPSHOT, [TagEntry(5, 100)])
     await store.put_many([([primary, alias], blob)])
-    assert await store.lookup([alias]) == blob
-    assert await store.lookup([other, primary]) == blob
+    assert await store.lookup([alias]) == Found(blob, None)
+    assert await store.lookup([other, primary]) == Found(blob, None)
     assert await store.lookup([other]) is None
     assert await store.get_many([primary, alias]) == [blob, b"\x00" + primary]
     await store.delete([primary, alias])
     assert await store.lookup([alias]) is None
+
+
+async def test_lookup_brings_scene_tags_with_the_profile(redis: Redis) -> None:
+    store = ProfileStore(redis)
+    primary, alias, stranger = b"\x01" * 8, b"\xfe" * 8, b"\x33" * 8
+    blob = encode(SNAPSHOT, [TagEntry(5, 100)])
+    await store.put_many([([primary, alias], blob)])
+    scenes = encode_scenes({900: (80, 10_000)})
+    await redis.set(keys.scene_tags(primary), scenes)
+    await redis.set(keys.scene_tags(stranger), scenes)
+    assert await store.lookup([alias]) == Found(blob, scenes)
+    assert await store.lookup([stranger]) == Found(None, scenes)
+    assert live_scene_tags(scenes, now_minute=9_999) == {900: 80}
+    assert live_scene_tags(scenes, now_minute=10_000) == {}
+
+
+async def test_scan_yields_every_profile_once_and_no_alias(redis: Redis) -> None:
+    store = ProfileStore(redis)
+    items = [
+        ([bytes([i, i]) + b"\x00" * 6, bytes([i, 1]) + b"\x09" * 6], bytes([1, i]))
+        for i in range(50)
+    ]
+    await store.put_many(items)
+    found = {digest: blob async for digest, blob in store.scan()}
+    assert found == {digests[0]: blob for digests, blob in items}
