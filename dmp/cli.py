@@ -196,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc))
     setup_logging(settings.log_level, json=settings.log_json)
     run: Command = args.run
-    return run(args, settings)
+    try:
+        return run(args, settings)
+    except KeyboardInterrupt:
+        # Batches already written stay written; loading the file again completes the job.
+        print("dmp: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

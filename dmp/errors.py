@@ -47,3 +47,40 @@ class IngestError(DmpError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class SceneEventError(DmpError):
+    """A behaviour event that cannot become scene tags: ``field`` names the culprit."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class SceneRuleError(DmpError):
+    """A scene library (``scenes.json``) that cannot be loaded."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class AudienceError(DmpError):
+    """Bad input to an audience operation, naming the field at fault."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class AudienceNotFound(DmpError):
+    """No audience of this id for this owner (another owner's audience reads the same)."""
+
+    def __init__(self, audience_id: str) -> None:
+        super().__init__(f"no audience {audience_id!r}")
+        self.audience_id = audience_id
+        self.field = "id"
+        self.reason = "not found"

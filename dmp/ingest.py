@@ -154,7 +154,7 @@ class _Loader:
 
     def __init__(self, store: ProfileStore, mode: str, today: int) -> None:
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise IngestError("mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
         self._store = store
         self._replace = mode == "replace"
         self._today = today
@@ -414,4 +414,5 @@ async def ingest_records(
                 extra={"record": rejected.line_number, "reason": rejected.reason},
             )
 
-    return await _load(record_chunks(records, table, CHUNK_LINES), loader, batch_size, on_chunk)
+    chunks = record_chunks(records, table, CHUNK_LINES)
+    return await _load(chunks, loader, max(1, batch_size), on_chunk)

@@ -75,16 +75,29 @@ class ProfileStore:
 
     async def scan(self, batch: int = 256) -> AsyncIterator[tuple[bytes, bytes]]:
         """Every stored ``(primary digest, profile blob)``, aliases skipped, bucket by bucket."""
-        buckets = keys.all_profile_buckets()
-        for start in range(0, len(buckets), batch):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for bucket in buckets[start : start + batch]:
-                    pipe.hgetall(bucket)
-                contents = await pipe.execute()
-            for content in contents:
-                for digest, blob in content.items():
-                    if not blob.startswith(ALIAS_MARK):
-                        yield digest, blob
+        async for content in self.scan_buckets(batch):
+            for digest, blob in content.items():
+                if not blob.startswith(ALIAS_MARK):
+                    yield digest, blob
+
+    async def scan_buckets(self, batch: int = 256) -> AsyncIterator[dict[bytes, bytes]]:
+        """The content of every existing profile bucket (profiles and aliases)."""
+        pending: list[bytes] = []
+        async for bucket in self._redis.scan_iter(match=keys.PROFILE_BUCKET_PATTERN, count=1000):
+            pending.append(bucket)
+            if len(pending) >= batch:
+                for content in await self._read_buckets(pending):
+                    yield content
+                pending = []
+        for content in await self._read_buckets(pending):
+            yield content
+
+    async def _read_buckets(self, buckets: Sequence[bytes]) -> list[dict[bytes, bytes]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in buckets:
+                pipe.hgetall(bucket)
+            contents: list[dict[bytes, bytes]] = await pipe.execute()
+        return contents
 
     async def get_many(self, primaries: Sequence[bytes]) -> list[bytes | None]:
         """Blobs stored under primary digests (aliases are not followed), one pipeline."""
@@ -93,6 +106,13 @@ class ProfileStore:
                 pipe.hget(keys.profile_bucket(digest), digest)
             found = await pipe.execute()
         return [value if isinstance(value, bytes) else None for value in found]
+
+    async def primary_of(self, digests: Sequence[bytes]) -> bytes | None:
+        """The primary digest of the first of ``digests`` the DMP knows (following aliases)."""
+        for digest, value in zip(digests, await self.get_many(digests), strict=True):
+            if value is not None:
+                return value[1:] if value.startswith(ALIAS_MARK) else digest
+        return None
 
     async def put_many(self, items: Iterable[tuple[Sequence[bytes], bytes]]) -> int:
         """Store ``(digests, blob)`` pairs: the blob under ``digests[0]``, aliases for the rest."""

@@ -28,9 +28,7 @@ def scene_tags(digest: bytes) -> bytes:
     return b"dmp:s:{%04x}:" % bucket + digest.hex().encode()
 
 
-def all_profile_buckets() -> list[bytes]:
-    """Every profile bucket key, for scans over the whole population."""
-    return [b"dmp:p:{%04x}" % bucket for bucket in range(1 << PROFILE_BUCKET_BITS)]
+PROFILE_BUCKET_PATTERN = b"dmp:p:{*}"  # SCAN MATCH pattern of every profile bucket
 
 
 def campaign_spent(campaign_id: str) -> str:
@@ -55,3 +53,38 @@ def notice_seen(kind: str, campaign_id: str, auction_id: str, imp_id: str) -> st
     on one shard.
     """
     return f"dsp:{{c:{campaign_id}}}:{kind}:{auction_id}:{imp_id}"
+
+
+def api_token(service: str, token_sha256: str) -> str:
+    """An API token of ``service`` (dmp, dsp), stored under the SHA-256 of the token only."""
+    return f"{service}:token:{token_sha256}"
+
+
+def scene_events() -> bytes:
+    """Stream of behaviour events (geofence, app open, URL, search, call) for scene tagging."""
+    return b"dmp:scene-events"
+
+
+def dmp_version() -> str:
+    """Counter bumped whenever DMP profiles change in bulk: cached audience indexes rebuild."""
+    return "dmp:version"
+
+
+def audiences(owner: str) -> str:
+    """Hash of one owner's audience definitions: audience id -> definition JSON."""
+    return f"dmp:{{aud:{owner}}}:audiences"
+
+
+def audience_digests(owner: str, audience_id: str) -> str:
+    """An ID-list audience's matched primary digests, packed 8 bytes a device."""
+    return f"dmp:{{aud:{owner}}}:{audience_id}:digests"
+
+
+def audience_ids(owner: str, audience_id: str) -> str:
+    """Hash of an ID-list audience: primary digest -> the canonical IDs given for it."""
+    return f"dmp:{{aud:{owner}}}:{audience_id}:ids"
+
+
+def audience_id_lists() -> str:
+    """Set of every ID-list audience as ``owner\\naudience id``, for erasure to visit."""
+    return "dmp:audiences:id-lists"

@@ -73,8 +73,9 @@ async def test_ingest_loads_a_file_and_prints_a_json_summary(
     assert summary["rejects_file"] == f"{path}.rejects"
     assert {"seconds", "devices_per_s"} <= summary.keys()
     assert Path(summary["rejects_file"]).read_text().startswith("2\tline: not JSON")
-    blob = await ProfileStore(redis).lookup(parse_device_id("idfa", IDFA).digests())
-    assert blob is not None
+    found = await ProfileStore(redis).lookup(parse_device_id("idfa", IDFA).digests())
+    assert found is not None and found.profile is not None
+    blob = found.profile
     female = Taxonomy.default().tag("base.gender.female").id
     assert female in decode(blob, day_number(0)).tags
 

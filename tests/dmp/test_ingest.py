@@ -66,7 +66,8 @@ async def load(
 
 
 async def blob_of(redis: Redis, id_type: str, value: str) -> bytes | None:
-    return await ProfileStore(redis).lookup(parse_device_id(id_type, value).digests())
+    found = await ProfileStore(redis).lookup(parse_device_id(id_type, value).digests())
+    return None if found is None else found.profile
 
 
 async def profile_of(redis: Redis, id_type: str, value: str) -> Profile:
@@ -379,6 +380,30 @@ async def test_gzipped_files_load(
     path.write_bytes(gzip.compress(text.encode()))
     assert (await load(redis, path, taxonomy)).loaded == 1
     assert (await profile_of(redis, "idfa", IDFA)).tags == {tag_id(FEMALE): 100}
+
+
+async def test_a_byte_order_mark_and_a_bad_utf8_csv_row_are_handled(
+    redis: Redis, tmp_path: Path, taxonomy: Taxonomy
+) -> None:
+    line = orjson.dumps({"id_type": "idfa", "id": IDFA, "tags": [FEMALE]})
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + line + b"\n")
+    assert (await load(redis, path, taxonomy)).loaded == 1
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        f"id_type,id,city\nidfa,{IDFA},M\xfcnchen\n".encode("latin-1")
+        + f"gaid,{GAID},Shenzhen\n".encode()
+    )
+    report = await load(redis, path, taxonomy)
+    assert (report.loaded, report.rejected) == (1, 1)
+    assert report.rejects_path is not None
+    assert report.rejects_path.read_text().startswith("2\tline: not UTF-8\tidfa,")
+
+
+async def test_an_unknown_mode_is_refused(redis: Redis, tmp_path: Path, taxonomy: Taxonomy) -> None:
+    path = jsonl(tmp_path / "a.jsonl", {"id_type": "idfa", "id": IDFA})
+    with pytest.raises(IngestError, match="mode: expected one of merge, replace"):
+        await load(redis, path, taxonomy, mode="upsert")
 
 
 def test_format_comes_from_the_extension_or_is_given() -> None:
