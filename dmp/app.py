@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 TAXONOMY = web.AppKey("taxonomy", Taxonomy)
+SCOPES = ("devices", "audiences")
 TOKEN = web.RequestKey("token", TokenInfo)  # who is calling, set by the auth middleware
 _EPOCH = dt.date(2020, 1, 1)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -14,6 +14,7 @@ import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from dmp.app import SCOPES
 from dmp.errors import DmpError
 from dmp.ingest import DEFAULT_BATCH_SIZE, MODES, IngestReport, ingest_file
 from dmp.ingest_format import FORMATS
@@ -22,6 +23,7 @@ from infra.embedded_redis import redis_url_or_embedded
 from infra.errors import InfraError
 from infra.logs import setup_logging
 from infra.settings import Settings
+from infra.tokens import create_token, revoke_token
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -96,6 +98,37 @@ def _add_taxonomy(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     taxonomy.set_defaults(run=_run_taxonomy)
 
 
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the DMP HTTP API",
+        description="The DMP HTTP API (/api/v1/...), bearer tokens from `dmp tokens create`.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_positive, default=8081, help="port to listen on")
+    serve.add_argument("--redis-url", help="Redis (default: REDIS_URL, else an embedded server)")
+    serve.set_defaults(run=_run_serve)
+
+
+def _add_tokens(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tokens = commands.add_parser(
+        "tokens",
+        help="create or revoke DMP API tokens",
+        description="A token is printed once and stored only as its SHA-256 digest.",
+    )
+    tokens.add_argument("action", choices=("create", "revoke"))
+    tokens.add_argument("--owner", help="the team or advertiser the token acts for (create)")
+    tokens.add_argument(
+        "--scope",
+        action="append",
+        choices=SCOPES,
+        help="what the token may do; repeat for several (default: all)",
+    )
+    tokens.add_argument("--token", help="the token to revoke (revoke)")
+    tokens.add_argument("--redis-url", help="Redis (default: REDIS_URL)")
+    tokens.set_defaults(run=_run_tokens)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmp", description="The data-management platform: device tags and the taxonomy."
@@ -103,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_ingest(commands)
     _add_taxonomy(commands)
+    _add_serve(commands)
+    _add_tokens(commands)
     return parser
 
 
@@ -182,6 +217,46 @@ def _run_taxonomy(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"dmp: no tag matches {args.query!r}", file=sys.stderr)
     return 0 if tags else 1
+
+
+def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from dmp.app import create_app
+
+    with redis_url_or_embedded(args.redis_url or settings.redis_url) as url:
+        served = settings.replace(redis_url=url, host=args.host, port=args.port)
+        web.run_app(
+            create_app(served), host=args.host, port=args.port, access_log=None, print=None,
+            loop=uvloop.new_event_loop(), shutdown_timeout=5,
+        )  # fmt: skip
+    return 0
+
+
+async def _tokens(url: str, args: argparse.Namespace) -> str:
+    redis = Redis.from_url(url)
+    try:
+        if args.action == "create":
+            scopes = frozenset(args.scope or SCOPES)
+            return await create_token(redis, "dmp", args.owner, scopes)
+        return "revoked" if await revoke_token(redis, "dmp", args.token) else "no such token"
+    finally:
+        await redis.aclose()
+
+
+def _run_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "create" and not args.owner:
+        return _error("tokens create needs --owner")
+    if args.action == "revoke" and not args.token:
+        return _error("tokens revoke needs --token")
+    url = args.redis_url or settings.redis_url
+    if not url:
+        return _error("tokens live in the DMP's Redis: give --redis-url or REDIS_URL")
+    try:
+        print(uvloop.run(_tokens(url, args)))
+    except RedisError as exc:
+        return _error(str(exc))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

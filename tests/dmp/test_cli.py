@@ -113,3 +113,26 @@ def test_ingest_of_a_file_of_unknown_format_exits_1(tmp_path: Path, redis_url: s
     done = run("ingest", str(path), "--redis-url", redis_url)
     assert done.returncode == 1
     assert "--format" in done.stderr
+
+
+def test_tokens_are_created_for_an_owner_and_revoked(redis_url: str) -> None:
+    created = subprocess.run(
+        [sys.executable, "-m", "dmp.cli", "tokens", "create", "--owner", "team-a",
+         "--scope", "audiences", "--redis-url", redis_url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    token = created.stdout.strip()
+    assert token.startswith("dmp_") and len(token) > 40
+    revoked = subprocess.run(
+        [sys.executable, "-m", "dmp.cli", "tokens", "revoke", "--token", token,
+         "--redis-url", redis_url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert revoked.stdout.strip() == "revoked"
+
+
+def test_serve_has_help() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "dmp.cli", "serve", "--help"], capture_output=True, text=True
+    )
+    assert shown.returncode == 0 and "--port" in shown.stdout
