@@ -8,7 +8,7 @@ which the lookup script follows on the server so the bidder still pays one round
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -21,9 +21,14 @@ _LOOKUP_LUA = """
 local function bucket_of(digest)
   return string.format('%04x', string.byte(digest, 1) * 256 + string.byte(digest, 2))
 end
+local function hex_of(digest)
+  return (digest:gsub('.', function(c) return string.format('%02x', string.byte(c)) end))
+end
 local function scenes_of(digest)
-  local hex = digest:gsub('.', function(c) return string.format('%02x', string.byte(c)) end)
-  return redis.call('GET', 'dmp:s:{' .. bucket_of(digest) .. '}:' .. hex) or ''
+  return redis.call('GET', 'dmp:s:{' .. bucket_of(digest) .. '}:' .. hex_of(digest)) or ''
+end
+local function counters_of(digest)
+  return redis.call('HGETALL', 'dsp:f:{' .. bucket_of(digest) .. '}:' .. hex_of(digest))
 end
 for i = 1, #KEYS do
   local value = redis.call('HGET', KEYS[i], ARGV[i])
@@ -34,13 +39,14 @@ for i = 1, #KEYS do
       value = redis.call('HGET', 'dmp:p:{' .. bucket_of(primary) .. '}', primary)
     end
     if value then
-      return {value, scenes_of(primary)}
+      return {value, scenes_of(primary), primary, counters_of(primary)}
     end
   end
 end
 local scenes = scenes_of(ARGV[1])
-if scenes ~= '' then
-  return {'', scenes}
+local counters = counters_of(ARGV[1])
+if scenes ~= '' or #counters > 0 then
+  return {'', scenes, ARGV[1], counters}
 end
 return false
 """
@@ -48,8 +54,13 @@ return false
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    profile: bytes | None  # None: the device has scene tags but no stored profile
+    """What one lookup brings back for a device, all from the same Redis slot."""
+
+    profile: bytes | None  # None: the device has scene tags or counters but no profile
     scenes: bytes | None
+    primary: bytes = b""  # the digest the device is stored under (aliases followed)
+    # The DSP's frequency counters of the device (``keys.frequency_counters``).
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 class ProfileStore:
@@ -70,8 +81,9 @@ class ProfileStore:
         found = await self._lookup(keys=[keys.profile_bucket(d) for d in digests], args=digests)
         if not isinstance(found, list):
             return None
-        profile, scenes = found
-        return Found(profile or None, scenes or None)
+        profile, scenes, primary, flat = found
+        counters = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return Found(profile or None, scenes or None, primary, counters)
 
     async def scan(self, batch: int = 256) -> AsyncIterator[tuple[bytes, bytes]]:
         """Every stored ``(primary digest, profile blob)``, aliases skipped, bucket by bucket."""

@@ -28,6 +28,13 @@ def scene_tags(digest: bytes) -> bytes:
     return b"dmp:s:{%04x}:" % bucket + digest.hex().encode()
 
 
+def frequency_counters(digest: bytes) -> bytes:
+    """The DSP's impression counters of a device (per campaign and cap window), beside its
+    profile bucket so the bidder reads them in the same call."""
+    bucket = int.from_bytes(digest[:2], "big") >> (16 - PROFILE_BUCKET_BITS)
+    return b"dsp:f:{%04x}:" % bucket + digest.hex().encode()
+
+
 PROFILE_BUCKET_PATTERN = b"dmp:p:{*}"  # SCAN MATCH pattern of every profile bucket
 
 

@@ -56,8 +56,8 @@ async def test_lookup_follows_an_alias_in_one_call(redis: Redis) -> None:
     primary, alias, other = b"\x01" * 8, b"\xfe" * 8, b"\x77" * 8
     blob = encode(SNAPSHOT, [TagEntry(5, 100)])
     await store.put_many([([primary, alias], blob)])
-    assert await store.lookup([alias]) == Found(blob, None)
-    assert await store.lookup([other, primary]) == Found(blob, None)
+    assert await store.lookup([alias]) == Found(blob, None, primary)
+    assert await store.lookup([other, primary]) == Found(blob, None, primary)
     assert await store.lookup([other]) is None
     assert await store.get_many([primary, alias]) == [blob, b"\x00" + primary]
     await store.delete([primary, alias])
@@ -72,8 +72,8 @@ async def test_lookup_brings_scene_tags_with_the_profile(redis: Redis) -> None:
     scenes = encode_scenes({900: (80, 10_000)})
     await redis.set(keys.scene_tags(primary), scenes)
     await redis.set(keys.scene_tags(stranger), scenes)
-    assert await store.lookup([alias]) == Found(blob, scenes)
-    assert await store.lookup([stranger]) == Found(None, scenes)
+    assert await store.lookup([alias]) == Found(blob, scenes, primary)
+    assert await store.lookup([stranger]) == Found(None, scenes, stranger)
     assert live_scene_tags(scenes, now_minute=9_999) == {900: 80}
     assert live_scene_tags(scenes, now_minute=10_000) == {}
 
@@ -87,3 +87,13 @@ async def test_scan_yields_every_profile_once_and_no_alias(redis: Redis) -> None
     await store.put_many(items)
     found = {digest: blob async for digest, blob in store.scan()}
     assert found == {digests[0]: blob for digests, blob in items}
+
+
+async def test_lookup_brings_the_frequency_counters_of_the_primary(redis: Redis) -> None:
+    store = ProfileStore(redis)
+    primary, alias = b"\x01" * 8, b"\xfe" * 8
+    await store.put_many([([primary, alias], encode(SNAPSHOT, []))])
+    await redis.hset(keys.frequency_counters(primary), mapping={"c1:d20261122": 2, "c2:l": 7})
+    found = await store.lookup([alias])
+    assert found is not None
+    assert found.counters == {"c1:d20261122": 2, "c2:l": 7}
