@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dmp.profile import Profile
 from dsp.bidder.openrtb import BidRequest, Imp
@@ -18,6 +18,15 @@ class Bid:
     line: Line
 
 
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """What the refresher knows about now: lines that may not bid (budget, daypart, dates)
+    and the frequency-counter field of each capped campaign's current window."""
+
+    blocked_lines: int = 0
+    cap_fields: Mapping[str, str] = field(default_factory=dict)
+
+
 def _allowed_by_request(line: Line, request: BidRequest) -> bool:
     creative = line.creative
     if request.blocked_domains and not request.blocked_domains.isdisjoint(creative.adomain):
@@ -27,39 +36,65 @@ def _allowed_by_request(line: Line, request: BidRequest) -> bool:
     )
 
 
-def _best_line(
-    candidates: int,
-    floor_micros: int,
-    tags: Mapping[int, int],
-    index: CampaignIndex,
-    request: BidRequest,
-) -> Line | None:
-    lines = index.lines
+@dataclass(frozen=True, slots=True)
+class _Context:
+    request: BidRequest
+    tags: Mapping[int, int]
+    counters: Mapping[str, int] | None
+    moment: Moment
+    index: CampaignIndex
+
+
+def _passes_checks(line: Line, ctx: _Context) -> bool:
+    """The per-line checks that bitsets cannot do, run only on the few surviving lines."""
+    if line.tags is not None and not line.tags(ctx.tags):
+        return False
+    if line.os_min_version:
+        minimum = line.os_min_version.get(ctx.request.os)
+        if minimum is not None and ctx.request.os_version < minimum:
+            return False
+    if line.cap is not None:
+        if ctx.counters is None:
+            return False  # no device to count impressions against: the cap cannot hold
+        counter = ctx.moment.cap_fields.get(line.campaign.id)
+        if counter is not None and ctx.counters.get(counter, 0) >= line.cap.count:
+            return False
+    return ctx.index.circles.contains(line.bit, ctx.request.point)
+
+
+def _best_line(candidates: int, floor_micros: int, ctx: _Context) -> Line | None:
+    lines, checked = ctx.index.lines, ctx.index.checked
     while candidates:
         lowest = candidates & -candidates
         line = lines[lowest.bit_length() - 1]
         if line.price_micros < floor_micros:
             return None  # lines are ordered by price: every later one pays less
-        if (line.tags is None or line.tags(tags)) and _allowed_by_request(line, request):
+        if (not lowest & checked or _passes_checks(line, ctx)) and _allowed_by_request(
+            line, ctx.request
+        ):
             return line
         candidates ^= lowest
     return None
 
 
 def decide(
-    request: BidRequest, profile: Profile | None, index: CampaignIndex, blocked_lines: int
+    request: BidRequest,
+    profile: Profile | None,
+    index: CampaignIndex,
+    moment: Moment,
+    counters: Mapping[str, int] | None = None,
 ) -> list[Bid]:
-    """The best line per imp, or nothing. ``profile`` is None when no DMP data may be used.
-
-    ``blocked_lines`` holds the lines of campaigns that must not bid now (budget spent).
-    """
+    """The best line per imp, or nothing. ``profile`` is None when no DMP data may be used;
+    ``counters`` are the device's frequency counters, None when there is no device."""
     country = request.country or (profile.country if profile else "")
     region = request.region or (profile.region if profile else "")
     os = request.os or (profile.os if profile else "")
-    eligible = index.audience_lines(country, region, os) & ~blocked_lines
+    eligible = index.request_lines(request, country, region, os) & ~moment.blocked_lines
     if profile is None:
         eligible &= index.untargeted
-    tags = profile.tags if profile is not None else _NO_TAGS
+    ctx = _Context(
+        request, profile.tags if profile is not None else _NO_TAGS, counters, moment, index
+    )
     bids = []
     for imp in request.imps:
         if imp.floor_micros is None or not eligible:
@@ -67,7 +102,7 @@ def decide(
         formats = index.format_lines(
             imp.banner_sizes, imp.native is not None, imp.video_size is not None
         )
-        line = _best_line(eligible & formats, imp.floor_micros, tags, index, request)
+        line = _best_line(eligible & formats, imp.floor_micros, ctx)
         if line is not None:
             bids.append(Bid(imp, line))
     return bids

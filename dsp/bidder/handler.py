@@ -39,6 +39,15 @@ def bad_request(field: str, reason: str) -> web.Response:
     return web.Response(status=400, body=body, content_type="application/json")
 
 
+@dataclass(frozen=True, slots=True)
+class Device:
+    """What the DMP and the frequency counters say about the request's device."""
+
+    profile: Profile | None  # None: no DMP data may be used, or the DMP has none
+    counters: dict[str, int] | None  # None: no device to count against
+    key: str  # hex digest the tracking links count the device under ("" when none)
+
+
 @dataclass(slots=True)
 class Bidder:
     settings: Settings
@@ -51,21 +60,22 @@ class Bidder:
         tmax = bid_request.tmax_ms
         return max(tmax - min(self.settings.tmax_margin_ms, tmax // 5), 1) / 1000
 
-    async def _profile(self, bid_request: BidRequest) -> Profile | None:
+    async def _device(self, bid_request: BidRequest) -> Device:
         if bid_request.privacy_restricted or not bid_request.device_ids:
-            return None
-        found = await self.profiles.lookup([device.key for device in bid_request.device_ids])
+            return Device(None, None, "")
+        digests = [device.key for device in bid_request.device_ids]
+        found = await self.profiles.lookup(digests)
         if found is None:
-            return None
+            return Device(None, {}, digests[0].hex())
         now = time.time()
         try:
             profile = decode(found.profile, day_number(now)) if found.profile else Profile()
         except ProfileFormatError:
             self.metrics.count("profile_format_errors")
-            return None
+            profile = Profile()
         if found.scenes:
             profile.tags.update(live_scene_tags(found.scenes, int(now // 60)))
-        return profile
+        return Device(profile, found.counters, found.primary.hex())
 
     async def answer(self, bid_request: BidRequest, started: float) -> web.Response:
         currency = response_currency(bid_request.currencies, self.settings.fx_per_usd)
@@ -75,7 +85,7 @@ class Bidder:
         remaining = self._budget_s(bid_request) - (time.monotonic() - started)
         try:
             async with asyncio.timeout(remaining):
-                profile = await self._profile(bid_request)
+                device = await self._device(bid_request)
         except TimeoutError:
             self.metrics.count("timeouts")
             return no_bid()
@@ -83,13 +93,12 @@ class Bidder:
             self.metrics.count("redis_errors")
             log.warning("profile lookup failed", extra={"error": str(error)})
             return no_bid()
-        bids = decide(bid_request, profile, live.index, live.blocked_lines)
+        bids = decide(bid_request, device.profile, live.index, live.moment, device.counters)
         if not bids:
             return no_bid()
-        device = bid_request.device_ids[0].key.hex() if profile is not None else ""
         response = bid_response(
             bid_request, bids, signer=self.signer, currency=currency,
-            rate=self.settings.fx_per_usd[currency], device=device, now=int(time.time()),
+            rate=self.settings.fx_per_usd[currency], device=device.key, now=int(time.time()),
         )  # fmt: skip
         self.metrics.count("bids", len(bids))
         return web.Response(body=orjson.dumps(response), content_type="application/json")

@@ -41,8 +41,16 @@ class BidRequest:
     # True when the request forbids using DMP data (lmt, dnt, coppa, gdpr without consent).
     privacy_restricted: bool
     os: str
+    os_version: tuple[int, ...]
     country: str
     region: str
+    city: str  # lower case
+    point: tuple[float, float] | None  # (lat, lon) of the device
+    device_type: int
+    connection_type: int
+    categories: frozenset[str]  # IAB categories of the site or app
+    domain: str  # site domain, lower case ("" in apps)
+    bundle: str  # app bundle, lower case ("" on sites)
     blocked_domains: frozenset[str]
     blocked_categories: frozenset[str]
     test: bool
@@ -196,6 +204,54 @@ def _os(device: Mapping[str, Any]) -> str:
     return _OS_ALIASES.get(name, name)
 
 
+def _os_version(device: Mapping[str, Any]) -> tuple[int, ...]:
+    raw = device.get("osv")
+    if not isinstance(raw, str):
+        return ()
+    parts: list[int] = []
+    for part in raw.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def _point(geo: Mapping[str, Any]) -> tuple[float, float] | None:
+    lat, lon = geo.get("lat"), geo.get("lon")
+    if isinstance(lat, int | float) and isinstance(lon, int | float):
+        if -90 <= lat <= 90 and -180 <= lon <= 180 and not isinstance(lat, bool):
+            return float(lat), float(lon)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Inventory:
+    categories: frozenset[str]
+    domain: str
+    bundle: str
+
+
+def _inventory(request: Mapping[str, Any]) -> _Inventory:
+    """Categories, domain and bundle of the site or app the ad would run in."""
+    site = _object(request.get("site"), "site")
+    app = _object(request.get("app"), "app")
+    place = site or app
+    publisher = _object(place.get("publisher"), "publisher")
+    categories = {
+        *_strings(place.get("cat")),
+        *_strings(place.get("sectioncat")),
+        *_strings(place.get("pagecat")),
+        *_strings(publisher.get("cat")),
+    }
+    domain = site.get("domain") or (publisher.get("domain") if site else None)
+    bundle = app.get("bundle")
+    return _Inventory(
+        frozenset(categories),
+        domain.lower() if isinstance(domain, str) else "",
+        bundle.lower() if isinstance(bundle, str) else "",
+    )
+
+
 def parse_bid_request(
     data: object, *, default_tmax_ms: int, max_tmax_ms: int, fx_per_usd: Mapping[str, Decimal]
 ) -> BidRequest:
@@ -213,7 +269,8 @@ def parse_bid_request(
     regs = _object(data.get("regs"), "regs")
     restricted = _privacy_restricted(data, device, regs)
     geo = _geo(data, device)
-    country, region = geo.get("country"), geo.get("region")
+    country, region, city = geo.get("country"), geo.get("region"), geo.get("city")
+    inventory = _inventory(data)
     return BidRequest(
         id=request_id,
         imps=imps,
@@ -222,8 +279,16 @@ def parse_bid_request(
         device_ids=() if restricted else tuple(device_ids_from_openrtb(device)),
         privacy_restricted=restricted,
         os=_os(device),
+        os_version=_os_version(device),
         country=country.upper() if isinstance(country, str) else "",
         region=region.upper() if isinstance(region, str) else "",
+        city=city.lower() if isinstance(city, str) else "",
+        point=_point(geo),
+        device_type=_int_flag(device.get("devicetype")),
+        connection_type=_int_flag(device.get("connectiontype")),
+        categories=inventory.categories,
+        domain=inventory.domain,
+        bundle=inventory.bundle,
         blocked_domains=frozenset(_strings(data.get("badv"))),
         blocked_categories=frozenset(_strings(data.get("bcat"))),
         test=_int_flag(data.get("test")) == 1,

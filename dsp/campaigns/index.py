@@ -4,23 +4,29 @@ Every (campaign, creative) pair is a *line* with one bit. Lines are numbered by 
 price, so the lowest set bit of a candidate set is the best-paying line. Each targeting
 dimension maps its values to a bitset of the lines that accept them, and a request's
 candidates are a few dict lookups and ANDs of Python ints: the per-request cost does not
-grow with campaigns that cannot match. Only survivors have their tag expression evaluated.
+grow with campaigns that cannot match. Only survivors get the per-line checks (tag
+expression, OS version, radius, frequency cap).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dmp.errors import DmpError
 from dmp.tag_expression import compile_expression, parse
 from dmp.taxonomy import Taxonomy
-from dsp.campaigns.model import Campaign, Creative, CreativeFormat
+from dsp.bidder.openrtb import BidRequest
+from dsp.campaigns.dimensions import Allow, Block, Circles
+from dsp.campaigns.model import BidStrategy, Campaign, Creative, CreativeFormat, FrequencyCap
 
 log = logging.getLogger(__name__)
 
 TagPredicate = Callable[[Mapping[int, int]], bool]
+# Until a CTR model is trained (and for campaigns it knows nothing of), target-CPC bids
+# assume this click-through rate.
+PRIOR_CTR = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,25 +38,15 @@ class Line:
     creative: Creative
     price_micros: int
     tags: TagPredicate | None  # None: the campaign does not target tags
+    os_min_version: Mapping[str, tuple[int, ...]]
+    cap: FrequencyCap | None
 
 
-@dataclass(slots=True)
-class _Dimension:
-    """Lines by accepted value, plus the lines that accept any value."""
-
-    by_value: dict[str, int] = field(default_factory=dict)
-    any_value: int = 0
-
-    def add(self, values: Iterable[str], bit: int) -> None:
-        flag = 1 << bit
-        values = list(values)
-        if not values:
-            self.any_value |= flag
-        for value in values:
-            self.by_value[value] = self.by_value.get(value, 0) | flag
-
-    def accepting(self, value: str) -> int:
-        return self.any_value | self.by_value.get(value, 0)
+def bid_price_micros(campaign: Campaign, predicted_ctr: float = PRIOR_CTR) -> int:
+    """CPM in USD micros: fixed, or target CPC x predicted CTR x 1000, capped."""
+    if campaign.strategy is BidStrategy.FIXED_CPM:
+        return campaign.cpm_micros
+    return min(campaign.cpm_micros, int(campaign.target_cpc_micros * predicted_ctr * 1000))
 
 
 class CampaignIndex:
@@ -58,22 +54,21 @@ class CampaignIndex:
 
     def __init__(self, lines: list[Line]) -> None:
         self.lines = lines
-        self.all_lines = (1 << len(lines)) - 1
         self._sizes: dict[tuple[int, int], int] = {}
-        self._native = 0
-        self._video = 0
-        self._country = _Dimension()
-        self._region = _Dimension()
-        self._os = _Dimension()
+        self._native = self._video = 0
+        self._country, self._region, self._city = Allow(), Allow(), Allow()
+        self._os, self._device_type, self._connection_type = Allow(), Allow(), Allow()
+        self._category, self._domain, self._bundle = Allow(), Allow(), Allow()
+        self._domain_block, self._bundle_block = Block(), Block()
+        self.circles = Circles()
         self.untargeted = 0  # lines eligible for a device the DMP knows nothing of
+        self.checked = 0  # lines needing a per-line check after the bitset filter
         self.campaign_lines: dict[str, int] = {}
         self.creatives: dict[tuple[str, str], Creative] = {}
         for line in lines:
             self._add(line)
 
-    def _add(self, line: Line) -> None:
-        flag = 1 << line.bit
-        creative, targeting = line.creative, line.campaign.targeting
+    def _add_format(self, creative: Creative, flag: int) -> None:
         if creative.format is CreativeFormat.BANNER:
             size = (creative.w, creative.h)
             self._sizes[size] = self._sizes.get(size, 0) | flag
@@ -81,33 +76,56 @@ class CampaignIndex:
             self._native |= flag
         else:
             self._video |= flag
-        self._country.add(targeting.countries, line.bit)
-        self._region.add(targeting.regions, line.bit)
-        self._os.add(targeting.os, line.bit)
+
+    def _add(self, line: Line) -> None:
+        bit, flag, targeting = line.bit, 1 << line.bit, line.campaign.targeting
+        self._add_format(line.creative, flag)
+        self._country.add(targeting.countries, bit)
+        self._region.add(targeting.regions, bit)
+        self._city.add(targeting.cities, bit)
+        self._os.add(targeting.os, bit)
+        self._device_type.add(map(str, targeting.device_types), bit)
+        self._connection_type.add(map(str, targeting.connection_types), bit)
+        self._category.add(targeting.categories, bit)
+        self._domain.add(targeting.domains_allow, bit)
+        self._bundle.add(targeting.bundles_allow, bit)
+        self._domain_block.add(targeting.domains_block, bit)
+        self._bundle_block.add(targeting.bundles_block, bit)
+        self.circles.add(targeting.radius, bit)
         if line.tags is None:
             self.untargeted |= flag
+        if line.tags is not None or line.os_min_version or line.cap or targeting.radius:
+            self.checked |= flag
         campaign_id = line.campaign.id
         self.campaign_lines[campaign_id] = self.campaign_lines.get(campaign_id, 0) | flag
-        self.creatives[(campaign_id, creative.id)] = creative
+        self.creatives[(campaign_id, line.creative.id)] = line.creative
 
     @classmethod
-    def build(cls, campaigns: Sequence[Campaign], taxonomy: Taxonomy) -> CampaignIndex:
-        """Compile active campaigns; one whose tag expression fails to compile is skipped."""
-        candidates: list[tuple[Campaign, Creative, TagPredicate | None]] = []
+    def build(
+        cls,
+        campaigns: Sequence[Campaign],
+        taxonomy: Taxonomy,
+        audience_expressions: Mapping[str, str] | None = None,
+    ) -> CampaignIndex:
+        """Compile active campaigns; one whose targeting cannot compile is skipped, logged."""
+        compiled: list[tuple[Campaign, Creative, TagPredicate | None]] = []
         for campaign in campaigns:
             if not campaign.active:
                 continue
             try:
-                predicate = _compile_tags(campaign, taxonomy)
+                predicate = _compile_tags(campaign, taxonomy, audience_expressions or {})
             except DmpError as error:
                 log.error("campaign skipped", extra={"campaign": campaign.id, "error": str(error)})
                 continue
-            candidates += [(campaign, creative, predicate) for creative in campaign.creatives]
-        candidates.sort(key=lambda c: (-c[0].cpm_micros, c[0].id, c[1].id))
+            compiled += [(campaign, creative, predicate) for creative in campaign.creatives]
+        compiled.sort(key=lambda c: (-bid_price_micros(c[0]), c[0].id, c[1].id))
         lines = [
-            Line(bit, campaign, creative, campaign.cpm_micros, predicate)
-            for bit, (campaign, creative, predicate) in enumerate(candidates)
-        ]
+            Line(
+                bit, campaign, creative, bid_price_micros(campaign), predicate,
+                dict(campaign.targeting.os_min_version), campaign.targeting.frequency_cap,
+            )
+            for bit, (campaign, creative, predicate) in enumerate(compiled)
+        ]  # fmt: skip
         index = cls(lines)
         # Clicks on ads of paused campaigns still land: keep every creative reachable.
         for campaign in campaigns:
@@ -123,12 +141,24 @@ class CampaignIndex:
             found |= self._sizes.get(size, 0)
         return found
 
-    def audience_lines(self, country: str, region: str, os: str) -> int:
-        return (
+    def request_lines(self, request: BidRequest, country: str, region: str, os: str) -> int:
+        """Lines whose bitset dimensions all accept the request (geo may come from the DMP)."""
+        accepted = (
             self._country.accepting(country)
             & self._region.accepting(region)
             & self._os.accepting(os)
+            & self._city.accepting(request.city)
+            & self._device_type.accepting(str(request.device_type or ""))
+            & self._connection_type.accepting(str(request.connection_type or ""))
+            & self._category.accepting_any(request.categories)
+            & self._domain.accepting(request.domain)
+            & self._bundle.accepting(request.bundle)
+            & self.circles.near(request.point)
         )
+        refused = self._domain_block.refusing(request.domain) | self._bundle_block.refusing(
+            request.bundle
+        )
+        return accepted & ~refused
 
     def lines_of(self, campaign_ids: Iterable[str]) -> int:
         mask = 0
@@ -137,6 +167,24 @@ class CampaignIndex:
         return mask
 
 
-def _compile_tags(campaign: Campaign, taxonomy: Taxonomy) -> TagPredicate | None:
-    text = campaign.targeting.tags
-    return None if text is None else compile_expression(parse(text), taxonomy)
+def _compile_tags(
+    campaign: Campaign, taxonomy: Taxonomy, audiences: Mapping[str, str]
+) -> TagPredicate | None:
+    """The campaign's tag expression AND (any of its audiences), as one predicate."""
+    parts: list[str] = []
+    if campaign.targeting.tags is not None:
+        parts.append(f"({campaign.targeting.tags})")
+    if campaign.targeting.audiences:
+        known = [audiences[a] for a in campaign.targeting.audiences if a in audiences]
+        if not known:
+            # Audiences the DMP cannot express as tags yet: no device qualifies, so the
+            # campaign does not bid rather than bid outside its audience.
+            return _never
+        parts.append("(" + " OR ".join(f"({text})" for text in known) + ")")
+    if not parts:
+        return None
+    return compile_expression(parse(" AND ".join(parts)), taxonomy)
+
+
+def _never(tags: Mapping[int, int]) -> bool:
+    return False

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 import orjson
 from redis.asyncio import Redis
 
-from dsp.campaigns.model import Campaign, campaign_from_dict
+from dsp.campaigns.model import Campaign
+from dsp.campaigns.validation import campaign_from_dict
 from dsp.errors import InvalidCampaign
 from infra import keys
 

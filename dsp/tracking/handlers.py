@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from dsp.campaigns.live import LiveCampaigns
+from dsp.campaigns.schedule import cap_field, cap_ttl_s
 from dsp.errors import BadNotice
 from dsp.metrics import Metrics
-from dsp.tracking.ledger import Ledger, charge_micros
-from dsp.tracking.links import PRICE_MACRO, LinkSigner
+from dsp.tracking.ledger import CapCount, Ledger, charge_micros
+from dsp.tracking.links import PRICE_MACRO, LinkSigner, Notice
 from infra.settings import Settings
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -44,9 +46,16 @@ class Tracking:
 
     async def impression(self, request: web.Request) -> web.Response:
         notice = self.signer.verify(request.query, "imp")
-        recorded = await self.ledger.record("imp", notice)
+        recorded = await self.ledger.record("imp", notice, cap=self._cap(notice))
         self.metrics.count("impressions" if recorded.counted else "duplicate_impressions")
         return web.Response(body=PIXEL, content_type="image/gif", headers=_NO_CACHE)
+
+    def _cap(self, notice: Notice) -> CapCount | None:
+        campaign = self.live.by_id.get(notice.campaign_id)
+        if campaign is None:
+            return None
+        field = cap_field(campaign, time.time())
+        return None if field is None else CapCount(field, cap_ttl_s(campaign))
 
     async def click(self, request: web.Request) -> web.Response:
         notice = self.signer.verify(request.query, "click")

@@ -33,7 +33,11 @@ if amount > 0 then
   redis.call('INCRBY', KEYS[5], amount)
   redis.call('EXPIRE', KEYS[5], 8 * 86400)
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+if ARGV[6] ~= '' then
+  redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
+  redis.call('EXPIRE', KEYS[6], ARGV[7])
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 8))
 return 1
 """
 
@@ -52,6 +56,14 @@ def charge_micros(price: str, currency_rate: Decimal, bid_micros: int) -> int:
         raise BadNotice("p", f"not a price: {price!r}")
     cpm_micros = min(cpm * 1_000_000 / currency_rate, Decimal(bid_micros))
     return int((cpm_micros / 1000).to_integral_value(ROUND_HALF_EVEN))
+
+
+@dataclass(frozen=True, slots=True)
+class CapCount:
+    """The frequency counter an impression adds one to: the device's field of a campaign."""
+
+    field: str
+    ttl_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,7 @@ class Ledger:
         amount_micros: int = 0,
         ttl_s: int | None = None,
         now: float | None = None,
+        cap: CapCount | None = None,
     ) -> Recorded:
         """Count a notice once per auction and imp (and charge ``amount_micros`` if a win)."""
         now = time.time() if now is None else now
@@ -95,10 +108,12 @@ class Ledger:
                 keys.EVENTS,
                 keys.campaign_spent(campaign),
                 keys.campaign_spent_day(campaign, day),
+                keys.frequency_counters(bytes.fromhex(notice.device)),
             ],
             args=[
                 ttl_s or self._ttl_s, f"{hour}|{notice.creative_id}|", kind, amount_micros,
-                self._maxlen, *event,
+                self._maxlen, cap.field if cap and notice.device else "",
+                cap.ttl_s if cap else 0, *event,
             ],
         )  # fmt: skip
         return Recorded(counted=bool(counted))

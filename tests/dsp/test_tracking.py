@@ -112,3 +112,23 @@ async def test_health_and_metrics(dsp_client: Client, redis: Redis) -> None:
     text = await (await dsp_client.get("/metrics")).text()
     assert "dsp_bids_total 1" in text
     assert 'dsp_bid_latency_ms_bucket{le="+Inf"} 1' in text
+
+
+async def test_impressions_count_against_the_frequency_cap(
+    dsp_client: Client, redis: Redis
+) -> None:
+    capped = campaign("c1", cpm_micros=4_000_000)
+    capped["targeting"] = {"frequency_cap": {"count": 2, "per": "day"}}
+    await save_campaigns(redis, [capped])
+    await dsp_client.app[LIVE].refresh(redis)
+    await store_profile(redis)
+    for auction in ("a1", "a2"):
+        response = await dsp_client.post(
+            "/openrtb2/bid", data=orjson.dumps(bid_request(id=auction))
+        )
+        assert response.status == 200
+        bid = (await response.json())["seatbid"][0]["bid"][0]
+        for _ in range(2):  # a repeated pixel counts once
+            assert (await dsp_client.get(local(link_in(bid["adm"], "/imp")))).status == 200
+    third = await dsp_client.post("/openrtb2/bid", data=orjson.dumps(bid_request(id="a3")))
+    assert third.status == 204
