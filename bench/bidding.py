@@ -1,0 +1,219 @@
+"""Group ``bid``: the bidder's throughput and latency beside a bare aiohttp server.
+
+One load generator, one concurrency, one sitting: first a canned-204 server (the generator's
+own ceiling), then the bare aiohttp server, then ``dsp serve`` over an embedded Redis holding
+a DMP population and active campaigns, with every request naming a stored device.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+import uvloop
+from redis.asyncio import Redis
+
+from adx_mock.supply import SupplyConfig, build_request
+from bench import devices, servers
+from bench.campaigns import campaign_payloads
+from bench.client import http_post
+from bench.figures import Figures
+from bench.loadgen import LoadGenerator, Outcome
+from bench.wrk import Wrk, WrkOutcome
+from bench.wrk import available as wrk_available
+from dmp.profile_store import ProfileStore
+from dmp.taxonomy import Taxonomy
+from dsp.bidder.openrtb import parse_bid_request
+from dsp.campaigns.store import save_campaigns
+from infra.embedded_redis import EmbeddedRedis
+from infra.settings import DEFAULT_FX_PER_USD
+
+FIGURES = (
+    "load_generator_wrk", "generator_ceiling_rps", "bare_rps", "bid_rps", "bid_ratio_vs_bare",
+    "bid_p50_ms", "bid_p99_ms", "bid_p999_ms", "bid_fill_fraction", "bid_p99_ms_half_load",
+    "late_fraction_overload", "bid_rps_2_workers",
+)  # fmt: skip
+TMAX_S = 0.1  # the tmax of every request, as an exchange enforces it
+
+
+@dataclass(frozen=True, slots=True)
+class BidOptions:
+    devices: int = 1_000_000
+    campaigns: int = 1000
+    bodies: int = 5000  # distinct requests, rotated
+    connections: int = 64  # closed loop; open-loop runs keep 4x as many ready
+    generator_workers: int = 2
+    warmup_s: float = 1.0
+    duration_s: float = 5.0
+    seed: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A closed-loop run, from either generator."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    errors: int
+    fill: float | None  # share of 200 (bid) answers; unknown with wrk
+
+
+def _from_outcome(outcome: Outcome) -> Closed:
+    fill = outcome.bids / outcome.ok if outcome.ok else 0.0
+    p50, p99, p999 = (outcome.percentile_ms(q) for q in (50, 99, 99.9))
+    return Closed(outcome.rps, p50, p99, p999, outcome.errors, fill)
+
+
+def _from_wrk(outcome: WrkOutcome) -> Closed:
+    p50, p99, p999 = outcome.p50_ms, outcome.p99_ms, outcome.p999_ms
+    return Closed(outcome.rps, p50, p99, p999, outcome.errors, None)
+
+
+async def _save_campaigns(url: str, options: BidOptions) -> None:
+    payloads = campaign_payloads(options.campaigns, options.seed, Taxonomy.default())
+    redis = Redis.from_url(url)
+    try:
+        await save_campaigns(redis, payloads)
+    finally:
+        await redis.aclose()
+
+
+def _seed(url: str, options: BidOptions) -> list[devices.Record]:
+    """Store the population and the campaigns; the records requests will name."""
+    every = max(1, options.devices // options.bodies)
+    stored = devices.store_population(url, options.devices, options.seed, sample_every=every)
+    uvloop.run(_save_campaigns(url, options))
+    return stored.sample
+
+
+async def _check_devices(url: str, bodies: list[bytes]) -> None:
+    """Every request must name a stored device, found the way the bidder looks it up."""
+    keys = []
+    for body in bodies:
+        request = parse_bid_request(
+            orjson.loads(body), default_tmax_ms=100, max_tmax_ms=2000, fx_per_usd=DEFAULT_FX_PER_USD
+        )
+        keys.append(request.device_ids[0].key if request.device_ids else b"")
+    redis = Redis.from_url(url)
+    try:
+        found = await ProfileStore(redis).get_many(keys)
+    finally:
+        await redis.aclose()
+    missing = sum(blob is None for blob in found)
+    if missing:
+        raise RuntimeError(f"{missing} of {len(bodies)} requests name no stored device")
+
+
+def request_bodies(records: list[devices.Record], seed: int) -> list[bytes]:
+    """One OpenRTB request body per record, each naming the record's (stored) device."""
+    rng = random.Random(seed)
+    config = SupplyConfig(tmax_ms=round(TMAX_S * 1000), unknown_device_share=0.0)
+    return [orjson.dumps(build_request(rng, record, config)) for record in records]
+
+
+def _reference_figures(figures: Figures, run: Callable[[int], Closed]) -> tuple[Closed, Closed]:
+    with servers.server_process(servers.run_canned) as port:
+        ceiling = run(port)
+    figures.add("generator_ceiling_rps", ceiling.rps, "req/s", "canned 204, raw asyncio")
+    with servers.server_process(servers.run_bare) as port:
+        bare = run(port)
+    figures.add("bare_rps", bare.rps, "req/s", f"aiohttp+uvloop+orjson, {bare.errors} errors")
+    return ceiling, bare
+
+
+def _check_ceiling(figures: Figures, ceiling: Closed, bare: Closed, bid: Closed) -> None:
+    """The generator must outrun both servers, or their figures measure the generator."""
+    fastest = max(bare.rps, bid.rps, 1e-9)
+    verdict = "ok" if ceiling.rps >= 1.5 * fastest else "WARNING: figures may be generator-bound"
+    figures.say(
+        f"  generator ceiling {ceiling.rps / max(bare.rps, 1e-9):.1f}x bare, "
+        f"{ceiling.rps / max(bid.rps, 1e-9):.1f}x bidder: {verdict}"
+    )
+
+
+def _bidder_figures(figures: Figures, bid: Closed, bare: Closed) -> None:
+    figures.add("bid_rps", bid.rps, "req/s", f"dsp serve, 1 worker, {bid.errors} errors")
+    figures.add("bid_ratio_vs_bare", bid.rps / bare.rps if bare.rps else 0.0, "x")
+    note = "closed loop at full load: mostly queueing"
+    figures.add("bid_p50_ms", bid.p50_ms, "ms", note)
+    figures.add("bid_p99_ms", bid.p99_ms, "ms", note)
+    figures.add("bid_p999_ms", bid.p999_ms, "ms", note)
+    if bid.fill is not None:
+        figures.add("bid_fill_fraction", bid.fill, "", "share of answers that bid (200)")
+
+
+def _open_figures(
+    figures: Figures, generator: LoadGenerator, port: int, bid_rps: float, options: BidOptions
+) -> None:
+    def open_run(rate: float) -> Outcome:
+        return generator.run(
+            port,
+            connections=options.connections * 4,
+            rate=rate,
+            warmup_s=options.warmup_s,
+            duration_s=options.duration_s,
+            deadline_s=TMAX_S,
+        )
+
+    half = open_run(bid_rps / 2)
+    note = f"open loop at {bid_rps / 2:,.0f}/s, {half.late_fraction:.2%} late"
+    figures.add("bid_p99_ms_half_load", half.percentile_ms(99), "ms", note)
+    over = open_run(bid_rps * 1.5)
+    dropped = over.dropped / over.due if over.due else 0.0
+    note = (
+        f"open loop at {bid_rps * 1.5:,.0f}/s: answered {over.rps:,.0f}/s, "
+        f"{dropped:.0%} dropped unsent (no free connection within tmax)"
+    )
+    figures.add("late_fraction_overload", over.late_fraction, "", note)
+
+
+def _runs(
+    figures: Figures, generator: LoadGenerator, wrk: Wrk | None, url: str, options: BidOptions
+) -> None:
+    timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s}
+
+    def closed(port: int) -> Closed:
+        if wrk is not None:
+            return _from_wrk(wrk.run(port, connections=options.connections, **timing))
+        return _from_outcome(generator.run(port, connections=options.connections, **timing))
+
+    figures.add("load_generator_wrk", int(wrk is not None), "", "1: wrk, 0: built-in generator")
+    ceiling, bare = _reference_figures(figures, closed)
+    with servers.bidder_process(url) as port:
+        bid = closed(port)
+        _bidder_figures(figures, bid, bare)
+        _check_ceiling(figures, ceiling, bare, bid)
+        _open_figures(figures, generator, port, bid.rps, options)
+    with servers.bidder_process(url, workers=2) as port:
+        two = closed(port)
+    figures.add(
+        "bid_rps_2_workers", two.rps, "req/s", f"dsp serve --workers 2, {two.errors} errors"
+    )
+
+
+def run_bid(figures: Figures, options: BidOptions | None = None) -> None:
+    """Figures of the ``bid`` group."""
+    options = options or BidOptions()
+    with EmbeddedRedis() as url:
+        started = time.perf_counter()
+        sample = _seed(url, options)
+        seconds = time.perf_counter() - started
+        figures.say(
+            f"bid: {options.devices:,} devices and {options.campaigns:,} campaigns stored "
+            f"in {seconds:.0f} s; {len(sample):,} distinct requests"
+        )
+        bodies = request_bodies(sample, options.seed)
+        uvloop.run(_check_devices(url, bodies))
+        requests = [http_post(body) for body in bodies]
+        wrk = Wrk(bodies, options.generator_workers) if wrk_available() else None
+        try:
+            with LoadGenerator(requests, options.generator_workers) as generator:
+                _runs(figures, generator, wrk, url, options)
+        finally:
+            if wrk is not None:
+                wrk.close()

@@ -1,0 +1,72 @@
+"""Group ``dmp``: bytes of Redis memory per stored device, and bulk ingest throughput."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+from redis.asyncio import Redis
+
+from bench import devices
+from bench.figures import Figures
+from dmp.ingest import IngestReport, ingest_file
+from dmp.taxonomy import Taxonomy
+from infra.embedded_redis import EmbeddedRedis
+
+FIGURES = ("dmp_bytes_per_device", "dmp_blob_bytes_per_device", "ingest_devices_per_s")
+
+
+async def _used_memory(url: str) -> int:
+    redis = Redis.from_url(url)
+    try:
+        info = await redis.info("memory")
+    finally:
+        await redis.aclose()
+    return int(info["used_memory"])
+
+
+def measure_memory(figures: Figures, count: int, seed: int) -> None:
+    """``dmp_bytes_per_device``: ``used_memory`` growth over ``count`` stored devices."""
+    figures.say(f"dmp: storing {count:,} devices of {devices.TAGS_PER_DEVICE} tags")
+    with EmbeddedRedis() as url:
+        before = uvloop.run(_used_memory(url))
+        started = time.perf_counter()
+        stored = devices.store_population(url, count, seed)
+        seconds = time.perf_counter() - started
+        grown = uvloop.run(_used_memory(url)) - before
+    note = f"{count:,} devices stored in {seconds:.0f} s (65,536 bucket hashes included)"
+    figures.add(FIGURES[0], grown / stored.devices, "bytes", note)
+    figures.add(FIGURES[1], stored.blob_bytes / stored.devices, "bytes", "encoded profile alone")
+
+
+async def _ingest(url: str, path: Path, taxonomy: Taxonomy) -> IngestReport:
+    redis = Redis.from_url(url)
+    try:
+        return await ingest_file(redis, path, taxonomy=taxonomy, mode="replace")
+    finally:
+        await redis.aclose()
+
+
+def measure_ingest(figures: Figures, count: int, seed: int) -> None:
+    """``ingest_devices_per_s``: ``ingest_file`` of a JSON Lines file into a fresh Redis."""
+    taxonomy = Taxonomy.default()
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        path = Path(tmp) / "devices.jsonl"
+        records = devices.clones(devices.templates(devices.TEMPLATES, seed, taxonomy), count, seed)
+        devices.write_jsonl(path, records)
+        size_mb = path.stat().st_size / 1e6
+        figures.say(f"dmp: ingesting {count:,} devices ({size_mb:.0f} MB of JSON Lines)")
+        with EmbeddedRedis() as url:
+            report = uvloop.run(_ingest(url, path, taxonomy))
+    note = f"{report.loaded:,} loaded, {report.rejected} rejected, {report.seconds:.1f} s"
+    figures.add(FIGURES[2], report.devices_per_s, "devices/s", note)
+
+
+def run_dmp(
+    figures: Figures, *, stored: int = 1_000_000, ingested: int = 200_000, seed: int = 1
+) -> None:
+    """Figures of the ``dmp`` group."""
+    measure_memory(figures, stored, seed)
+    measure_ingest(figures, ingested, seed)
