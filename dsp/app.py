@@ -14,6 +14,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from dmp.profile_store import ProfileStore
 from dmp.taxonomy import Taxonomy
+from dsp.api import setup_api
 from dsp.bidder.handler import Bidder
 from dsp.campaigns.live import LiveCampaigns
 from dsp.errors import BadNotice, BadSignature, DspError, InvalidBidRequest, InvalidCampaign
@@ -134,4 +135,5 @@ def create_app(settings: Settings, taxonomy: Taxonomy | None = None) -> web.Appl
     app.router.add_get("/click", _click)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
+    setup_api(app)
     return app

@@ -12,6 +12,7 @@ import orjson
 import uvloop
 from redis.asyncio import Redis
 
+from dsp.admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from dsp.campaigns.store import load_campaigns, save_campaigns
 from dsp.errors import InvalidCampaign
 from dsp.reporting.report import DIMENSIONS, build_report, format_report
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     campaigns.add_argument("action", choices=("load", "list"))
     campaigns.add_argument("file", nargs="?", type=Path, help="JSON array or JSON Lines (load)")
     _redis_option(campaigns)
+    add_admin_commands(commands)
     return parser
 
 
@@ -103,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The demo talks to a person through its own lines; its logs only speak up for problems.
     level = "WARNING" if args.command == "demo" and "LOG_LEVEL" not in os.environ else None
     setup_logging(level or settings.log_level, json=settings.log_json)
+    if args.command in ADMIN_COMMANDS:
+        return run_admin(args, settings)
     redis_url = getattr(args, "redis_url", None) or settings.redis_url
     if args.command == "serve":
         from dsp.serve import serve

@@ -95,3 +95,77 @@ def audience_ids(owner: str, audience_id: str) -> str:
 def audience_id_lists() -> str:
     """Set of every ID-list audience as ``owner\\naudience id``, for erasure to visit."""
     return "dmp:audiences:id-lists"
+
+
+def scene_events() -> bytes:
+    """Stream of behaviour events (geofence, app open, URL, search, call) for scene tagging."""
+    return b"dmp:scene-events"
+
+
+def dmp_version() -> str:
+    """Counter bumped whenever DMP profiles change in bulk: cached audience indexes rebuild."""
+    return "dmp:version"
+
+
+def audiences(owner: str) -> str:
+    """Hash of one owner's audience definitions: audience id -> definition JSON."""
+    return f"dmp:{{aud:{owner}}}:audiences"
+
+
+def audience_digests(owner: str, audience_id: str) -> str:
+    """An ID-list audience's matched primary digests, packed 8 bytes a device."""
+    return f"dmp:{{aud:{owner}}}:{audience_id}:digests"
+
+
+def audience_ids(owner: str, audience_id: str) -> str:
+    """Hash of an ID-list audience: primary digest -> the canonical IDs given for it."""
+    return f"dmp:{{aud:{owner}}}:{audience_id}:ids"
+
+
+def audience_id_lists() -> str:
+    """Set of every ID-list audience as ``owner\\naudience id``, for erasure to visit."""
+    return "dmp:audiences:id-lists"
+
+
+# Advertiser API. Everything one advertiser owns shares the hash tag ``{adv:ID}``, so one
+# MULTI/EXEC can change an object, its listing order and the audit log together.
+
+
+def advertisers() -> str:
+    """Sorted set of every advertiser id, scored by creation time (admin listing)."""
+    return "dsp:advertisers"
+
+
+def advertiser(advertiser_id: str) -> str:
+    """An advertiser's own record (name, time zone, currency) as versioned JSON."""
+    return f"dsp:{{adv:{advertiser_id}}}:advertiser"
+
+
+def advertiser_revision(advertiser_id: str) -> str:
+    """Counter bumped by every API write of an advertiser; writers WATCH it."""
+    return f"dsp:{{adv:{advertiser_id}}}:rev"
+
+
+def advertiser_tokens(advertiser_id: str) -> str:
+    """Hash of an advertiser's API tokens: token id -> JSON (digest, scopes, created)."""
+    return f"dsp:{{adv:{advertiser_id}}}:tokens"
+
+
+def api_objects(advertiser_id: str, kind: str) -> str:
+    """Hash of an advertiser's objects of one kind (campaigns, creatives...): id -> JSON."""
+    return f"dsp:{{adv:{advertiser_id}}}:{kind}"
+
+
+def api_order(advertiser_id: str, kind: str, *, live: bool) -> str:
+    """Sorted set of object ids by creation sequence: every object, or the unarchived ones."""
+    return f"dsp:{{adv:{advertiser_id}}}:{kind}:{'live' if live else 'all'}"
+
+
+def api_sequence(advertiser_id: str) -> str:
+    """Counter giving each new object of an advertiser its place in listings."""
+    return f"dsp:{{adv:{advertiser_id}}}:seq"
+
+
+def api_audit(advertiser_id: str) -> str:
+    """Stream of an advertiser's audit entries: who changed what, when."""
+    return f"dsp:{{adv:{advertiser_id}}}:audit"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -56,9 +56,16 @@ def _key(by: Sequence[str], campaign: str, creative: str, hour: str) -> tuple[st
     return tuple(values[dimension] for dimension in by)
 
 
-async def build_report(redis: Redis, by: Sequence[str] = ("campaign",)) -> list[Row]:
-    """Rows grouped by ``by`` (a subset of DIMENSIONS, in that order), sorted by key."""
+async def build_report(
+    redis: Redis, by: Sequence[str] = ("campaign",), campaign_ids: Collection[str] | None = None
+) -> list[Row]:
+    """Rows grouped by ``by`` (a subset of DIMENSIONS, in that order), sorted by key.
+
+    ``campaign_ids`` restricts the report to those campaigns (an advertiser's own).
+    """
     _, campaigns = await load_campaigns(redis)
+    if campaign_ids is not None:
+        campaigns = [campaign for campaign in campaigns if campaign.id in campaign_ids]
     names = {campaign.id: campaign.name for campaign in campaigns}
     async with redis.pipeline(transaction=False) as pipe:
         for campaign in campaigns:

@@ -1,0 +1,83 @@
+"""The advertiser API, ``/api/v1`` on the bidder process.
+
+Endpoints (bearer token of one advertiser; JSON in and out; OpenAPI 3.1 at
+``/api/v1/openapi.json``):
+
+    GET  /advertisers                 the caller's own advertiser (a one-item page)
+    GET|PUT|PATCH /advertisers/{id}   read or change it (name, time zone)
+    GET|POST /campaigns               list (paginated) or create; same for creatives, audiences
+    GET|PUT|PATCH /campaigns/{id}     read, replace or merge-patch (If-Match required)
+    POST /campaigns/{id}/archive      archive (kept readable, never bid with again)
+    GET  /audit                       who changed what and when
+    GET  /reports                     CTR report of the caller's campaigns (JSON or CSV)
+
+Advertisers and tokens are created with ``dsp advertisers create`` / ``dsp tokens create``
+(``dsp.admin``). Every change is validated in full, written with its audit entry in one
+transaction, and reaches every bidder through the stored campaign payloads they poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from aiohttp import web
+
+from dsp.api import objects, reports
+from dsp.api.changes import Rules
+from dsp.api.http import API, OPENAPI_PATH, PREFIX, Api, Handler, api_middleware
+from dsp.api.openapi import document
+from dsp.api.records import ADVERTISER, OWNED_KINDS
+from dsp.api.validation import Validators
+
+API_APP = web.AppKey("api_app", web.Application)
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[API].document, content_type="application/json")
+
+
+def routes() -> list[tuple[str, str, Handler]]:
+    """Every (method, path, handler) of the API, paths relative to ``/api/v1``."""
+    table: list[tuple[str, str, Handler]] = []
+    for kind in (ADVERTISER, *OWNED_KINDS):
+        base, item = f"/{kind.plural}", f"/{kind.plural}/{{id}}"
+        table += [
+            ("GET", base, objects.list_handler(kind)),
+            ("GET", item, objects.read_handler(kind)),
+            ("PUT", item, objects.replace_handler(kind)),
+            ("PATCH", item, objects.patch_handler(kind)),
+        ]
+    for kind in OWNED_KINDS:
+        table += [
+            ("POST", f"/{kind.plural}", objects.create_handler(kind)),
+            ("POST", f"/{kind.plural}/{{id}}/archive", objects.archive_handler(kind)),
+        ]
+    table += [
+        ("GET", "/audit", reports.audit),
+        ("GET", "/reports", reports.report),
+        ("GET", OPENAPI_PATH.removeprefix(PREFIX), _openapi),
+    ]
+    return table
+
+
+def setup_api(app: web.Application) -> None:
+    """Mount ``/api/v1`` on the bidder ``app`` (built by ``dsp.app.create_app``); idempotent."""
+    if API_APP in app:
+        return
+    # Imported here: dsp.app imports this package to call setup_api.
+    from dsp.app import REDIS, TAXONOMY
+
+    api = web.Application(middlewares=[api_middleware])
+    for method, path, handler in routes():
+        api.router.add_route(method, path, handler)
+    encoded = orjson.dumps(document())
+
+    async def _context(sub: web.Application) -> AsyncIterator[None]:
+        # The parent's cleanup_ctx (its Redis pool) has run by now: sub-apps start after it.
+        sub[API] = Api(app[REDIS], Rules(Validators(), app[TAXONOMY]), encoded)
+        yield
+
+    api.cleanup_ctx.append(_context)
+    app.add_subapp(PREFIX, api)
+    app[API_APP] = api
