@@ -13,28 +13,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 
+from dmp.audience_api import AUDIENCES, add_routes
+from dmp.audience_build import IndexCache, bump_version
+from dmp.audiences import Audiences
+from dmp.auth import TOKEN, auth_middleware, require
 from dmp.erasure import erase_device
-from dmp.errors import DmpError, IngestError, InvalidDeviceId, UnknownTag
+from dmp.errors import AudienceNotFound, DmpError, IngestError, InvalidDeviceId, UnknownTag
 from dmp.ids import parse_device_id
 from dmp.ingest import ingest_records
 from dmp.ingest_format import TagTable, parse_record
 from dmp.profile import day_number, decode_entries
 from dmp.profile_store import ProfileStore
 from dmp.scene_codec import decode_scenes
+from dmp.scenes import SceneConsumer, SceneLibrary, SceneWriter, publish, publish_many
 from dmp.taxonomy import Taxonomy
 from infra.settings import Settings
-from infra.tokens import TokenInfo, verify_token
 
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 TAXONOMY = web.AppKey("taxonomy", Taxonomy)
-SCOPES = ("devices", "audiences")
-TOKEN = web.RequestKey("token", TokenInfo)  # who is calling, set by the auth middleware
 _EPOCH = dt.date(2020, 1, 1)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,32 +63,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except orjson.JSONDecodeError as error:
         return _error(400, f"malformed JSON: {error}", field="$")
+    except AudienceNotFound as error:
+        return _error(404, str(error), field="id")
     except DmpError as error:
         return _error(422, str(error), field=_field_of(error), reason=getattr(error, "reason", ""))
-
-
-def auth_middleware(service: str) -> Middleware:
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
-            return await handler(request)
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        info = (
-            await verify_token(request.app[REDIS], service, token) if scheme == "Bearer" else None
-        )
-        if info is None:
-            return _error(401, "missing or unknown bearer token")
-        request[TOKEN] = info
-        return await handler(request)
-
-    return check
-
-
-def require(request: web.Request, scope: str) -> TokenInfo:
-    info = request[TOKEN]
-    if scope not in info.scopes:
-        raise web.HTTPForbidden(text=f"the token lacks the {scope!r} scope")
-    return info
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -97,6 +76,34 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = Redis.from_url(url, socket_connect_timeout=2)
     yield
     await app[REDIS].aclose()
+
+
+async def _scenes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Behaviour events queued on the stream become scene tags while the API runs."""
+    writer = SceneWriter(app[REDIS], SceneLibrary.default(), app[TAXONOMY])
+    await writer.warm_up()
+    async with SceneConsumer(app[REDIS], writer).running():
+        yield
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """One behaviour event, or ``{"events": [...]}``, queued for the scene writer."""
+    require(request, "devices")
+    body = orjson.loads(await request.read())
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        ids = await publish_many(request.app[REDIS], body["events"])
+    else:
+        ids = [await publish(request.app[REDIS], body)]
+    return json_response({"queued": len(ids)}, status=202)
+
+
+async def _audiences_ctx(app: web.Application) -> AsyncIterator[None]:
+    # One index per process, served stale while a rebuild runs: a console's live estimate
+    # must not stall behind a rebuild after every ingest.
+    indexes = IndexCache(app[REDIS], app[TAXONOMY], serve_stale=True)
+    app[AUDIENCES] = Audiences(app[REDIS], app[TAXONOMY], indexes=indexes)
+    yield
+    await indexes.close()
 
 
 def _day_text(day: int) -> str:
@@ -142,6 +149,7 @@ async def put_device(request: web.Request) -> web.Response:
     taxonomy = request.app[TAXONOMY]
     parse_record(record, TagTable(taxonomy, day_number(time.time())))  # 422 before any write
     await ingest_records(request.app[REDIS], [record], taxonomy=taxonomy, mode=mode)
+    await bump_version(request.app[REDIS])
     return json_response({"stored": True, "mode": mode})
 
 
@@ -176,14 +184,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings, taxonomy: Taxonomy | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware("dmp")], client_max_size=64 * 1024 * 1024
+        middlewares=[errors_middleware, auth_middleware("dmp", REDIS)],
+        client_max_size=64 * 1024 * 1024,
     )
     app[SETTINGS] = settings
     app[TAXONOMY] = taxonomy or Taxonomy.default()
-    app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.extend([_redis_ctx, _audiences_ctx, _scenes_ctx])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/taxonomy", list_taxonomy)
     app.router.add_get("/api/v1/devices/{id_type}/{id}", get_device)
     app.router.add_put("/api/v1/devices", put_device)
     app.router.add_delete("/api/v1/devices/{id_type}/{id}", delete_device)
+    app.router.add_post("/api/v1/events", post_events)
+    add_routes(app)
     return app

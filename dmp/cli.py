@@ -14,7 +14,7 @@ import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from dmp.app import SCOPES
+from dmp.auth import SCOPES
 from dmp.errors import DmpError
 from dmp.ingest import DEFAULT_BATCH_SIZE, MODES, IngestReport, ingest_file
 from dmp.ingest_format import FORMATS

@@ -1,6 +1,7 @@
 """Erasing a device on request: its profile, every alias, its scene tags.
 
-Given the raw ID, every alias digest is known and the erasure is a handful of deletes.
+Given the raw ID, every alias digest is known and the erasure is a handful of deletes
+(``DeviceId.digests`` covers every spelling, more than ingest stores by default).
 Given only a hash, the other aliases cannot be derived from it, so the buckets are
 scanned for aliases that point at the device: slow (a pass over the DMP) but complete,
 and erasure requests are rare.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from dmp.ids import DeviceId, IdForm
-from dmp.profile_store import ALIAS_MARK, ProfileStore
+from dmp.profile_store import ProfileStore
 from infra import keys
 
 
@@ -23,13 +24,13 @@ class Erased:
     fields_removed: int
 
 
-async def _aliases_by_scan(store: ProfileStore, primary: bytes) -> list[bytes]:
-    target = ALIAS_MARK + primary
+async def _aliases_by_scan(store: ProfileStore, primary: bytes) -> list[tuple[bytes, bytes]]:
+    # Alias fields keep only part of their digest, so they are removed by (bucket, field).
     return [
-        field
-        async for content in store.scan_buckets()
-        for field, value in content.items()
-        if value == target
+        (bucket, name)
+        async for bucket, content in store.scan_buckets()
+        for name, value in content.items()
+        if len(name) == keys.ALIAS_FIELD_BYTES and value == primary
     ]
 
 
@@ -39,12 +40,12 @@ async def erase_device(redis: Redis, device: DeviceId) -> Erased:
     primary = await store.primary_of(device.digests())
     if primary is None:
         return Erased(found=False, fields_removed=0)
-    digests = {primary, *device.digests()}
+    removed = await store.delete(list({primary, *device.digests()}))
     if device.form is not IdForm.RAW:
-        digests.update(await _aliases_by_scan(store, primary))
-    async with redis.pipeline(transaction=False) as pipe:
-        for digest in digests:
-            pipe.hdel(keys.profile_bucket(digest), digest)
-        pipe.delete(keys.scene_tags(primary))
-        removed = await pipe.execute()
-    return Erased(found=True, fields_removed=sum(int(n) for n in removed[:-1]))
+        aliases = await _aliases_by_scan(store, primary)
+        async with redis.pipeline(transaction=False) as pipe:
+            for bucket, name in aliases:
+                pipe.hdel(bucket, name)
+            removed += sum(int(n) for n in await pipe.execute())
+    await redis.delete(keys.scene_tags(primary))
+    return Erased(found=True, fields_removed=removed)

@@ -60,6 +60,16 @@ class DeviceId:
             return _md5(self.value)[:8]
         return bytes.fromhex(self.value)[:8]
 
+    def exchange_digests(self) -> tuple[bytes, ...]:
+        """`key` first, then the SHA1 head of the canonical text: the forms exchanges send.
+
+        What ingest stores by default: every other spelling (`digests`) costs Redis another
+        alias field per device, for traffic that hashes a non-canonical text.
+        """
+        if self.form is not IdForm.RAW:
+            return (self.key,)
+        return (self.key, _sha1(self.value)[:8])
+
     def digests(self) -> tuple[bytes, ...]:
         """`key` first, then every other 8-byte digest this device may be sent as."""
         if self.form is not IdForm.RAW:

@@ -1,17 +1,20 @@
 """Bulk load of device tags into the DMP: ``dmp ingest FILE`` and the library calls behind it.
 
-A file is read in chunks of lines (``dmp.ingest_format`` validates them; bad lines go to a
-reject file), the valid lines are gathered into batches, and each batch is written with one
-pipeline. Parsing the next batch overlaps the write of the current one: the parser hands the
-event loop a turn after every chunk, so the pipeline in flight keeps sending and reading
-replies while Redis works on another core.
+A file is read in chunks of lines. Worker processes (``dmp.ingest_worker``, one a core) turn
+each chunk into raw Redis commands: lines validated by ``dmp.ingest_format`` (bad ones go to
+a reject file), folded per device, encoded as stored profiles. This process writes the
+chunks' commands in file order over one raw connection (``dmp.resp``), a chunk's replies
+read while the next is sent, so a device given twice ends as the later line says and a
+reload stores the same bytes. Small inputs are parsed in this process, the same way.
 
 Modes, per device (all IDs of a line are aliases of its first):
     merge    stored tags kept, the line's added (a tag given again keeps its later expiry,
              expired ones are dropped); snapshot fields the line gives override, others kept
     replace  the line is the whole profile
 
-Both are rerunnable: loading the same file again stores the same bytes.
+Both are rerunnable: loading the same file again stores the same bytes. Aliases stored are
+the MD5 and SHA1 of each raw ID's canonical text (what exchanges send); ``every_spelling``
+adds the hashes of its other spellings (letter case, MAC separators, IMEI without check digit).
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ import gzip
 import io
 import itertools
 import logging
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,32 +40,32 @@ from typing import Never, TextIO
 from redis.asyncio import Redis
 from tqdm import tqdm
 
+from dmp import ingest_pool
 from dmp.errors import IngestError
 from dmp.ingest_format import (
     FORMATS,
     Chunk,
-    DeviceLine,
     Rejected,
-    SnapshotFields,
-    TagTable,
     csv_chunks,
     json_chunks,
     record_chunks,
 )
-from dmp.profile import ProfileFormatError, Snapshot, TagEntry, day_number, decode_entries, encode
-from dmp.profile_store import ALIAS_MARK, ProfileStore
+from dmp.ingest_merge import Merger
+from dmp.ingest_worker import ChunkParser, ChunkResult, Settings, fold
+from dmp.profile import day_number
+from dmp.profile_store import ProfileStore
+from dmp.resp import RespConnection
 from dmp.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
 MODES = ("merge", "replace")
-DEFAULT_BATCH_SIZE = 4000
-# Lines parsed between turns given to the event loop (a few milliseconds of work).
-CHUNK_LINES = 500
+DEFAULT_BATCH_SIZE = 4000  # lines a chunk: a few milliseconds of a worker's time
+# Below this a file is parsed here: starting worker processes costs a few tenths of a second.
+POOL_MIN_BYTES = 8 << 20
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
-_SNAPSHOT_CACHE_SIZE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,180 +113,108 @@ def default_rejects_path(path: Path) -> Path:
     return path.with_name(path.name + ".rejects")
 
 
-class _Device:
-    """One device's profile as the lines of a batch build it up (batch-local)."""
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Consecutive lines of a file, numbered from ``first_line``; ``position``: bytes read."""
 
-    __slots__ = ("digests", "snapshot", "entries")
-
-    def __init__(
-        self, digests: tuple[bytes, ...], snapshot: Snapshot, entries: list[TagEntry]
-    ) -> None:
-        self.digests = digests
-        self.snapshot = snapshot
-        self.entries = entries
-
-    def apply(self, line: DeviceLine, snapshot: Snapshot, replace: bool) -> None:
-        self.digests = tuple(dict.fromkeys(self.digests + line.digests))
-        self.snapshot = snapshot
-        # A new list, never extended in place: the current one may be another line's own.
-        # Later entries win ties in encode(), so a tag given again takes the later score.
-        self.entries = line.entries if replace else self.entries + line.entries
+    text: bytes
+    first_line: int
+    position: int
 
 
-def _overlay(base: Snapshot, fields: SnapshotFields) -> Snapshot:
-    os_, model, price_tier, country, region, city = fields
-    return Snapshot(
-        os=base.os if os_ is None else os_,
-        model=base.model if model is None else model,
-        price_tier=base.price_tier if price_tier is None else price_tier,
-        country=base.country if country is None else country,
-        region=base.region if region is None else region,
-        city=base.city if city is None else city,
-    )
+def _jobs(lines: Iterator[bytes], size: int, raw: io.BufferedReader) -> Iterator[_Job]:
+    number = 1
+    while batch := list(itertools.islice(lines, size)):
+        yield _Job(b"".join(batch), number, raw.tell())
+        number += len(batch)
 
 
-class _Loader:
-    """Turns batches of lines into profile writes, one pipeline a batch, one batch in flight."""
+class _Writer:
+    """Writes chunks in order over one connection, one chunk's replies still to read."""
 
-    __slots__ = (
-        "_store",
-        "_replace",
-        "_today",
-        "_pending",
-        "_pending_lines",
-        "_empty",
-        "_snapshots",
-        "loaded",
-    )
+    __slots__ = ("_conn", "_merger", "_pending", "loaded")
 
-    def __init__(self, store: ProfileStore, mode: str, today: int) -> None:
-        if mode not in MODES:
-            raise IngestError("mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
-        self._store = store
-        self._replace = mode == "replace"
-        self._today = today
-        self._pending: asyncio.Task[int] | None = None
-        self._pending_lines = 0
-        self._empty = Snapshot()
-        # Snapshots of new devices, shared: a file repeats few (model, place) combinations,
-        # and building a frozen dataclass costs more than a dict lookup.
-        self._snapshots: dict[SnapshotFields, Snapshot] = {}
+    def __init__(self, conn: RespConnection, merger: Merger | None) -> None:
+        self._conn = conn
+        self._merger = merger
+        self._pending = 0
         self.loaded = 0
 
-    @property
-    def busy(self) -> bool:
-        return self._pending is not None
-
-    async def add(self, lines: list[DeviceLine]) -> None:
-        # The previous write must land first: this batch's merge reads may need it.
-        await self.drain()
-        stored = {} if self._replace else await self._stored(lines)
-        devices = self._fold(lines, stored)
-        items = [(d.digests, encode(d.snapshot, d.entries)) for d in devices.values()]
-        self._pending = asyncio.create_task(self._store.put_many(items))
-        self._pending_lines = len(lines)
-        await asyncio.sleep(0)  # let the write start sending before parsing resumes
+    async def write(self, result: ChunkResult) -> None:
+        if self._merger is None:
+            commands, replies = result.commands, result.replies
+        else:
+            await self.drain()  # the merge reads must see every earlier chunk
+            commands, replies = await self._merger.commands(result)
+        self._conn.send(commands)
+        await self.drain()  # the previous chunk's replies, while Redis works on this one
+        self._pending = replies
+        self.loaded += result.devices
 
     async def drain(self) -> None:
-        task, self._pending = self._pending, None
-        if task is not None:
-            await task
-            self.loaded += self._pending_lines
-
-    async def abort(self) -> None:
-        task, self._pending = self._pending, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def _stored(self, lines: list[DeviceLine]) -> dict[bytes, tuple[bytes, bytes | None]]:
-        """Each line's primary digest -> (the digest its profile lives under, the stored blob).
-
-        A primary that is already stored as an alias of another device's digest (loaded
-        earlier with another first ID) is followed, so the device keeps one profile.
-        """
-        keys = list(dict.fromkeys(line.digests[0] for line in lines))
-        found: dict[bytes, tuple[bytes, bytes | None]] = {}
-        aliases: dict[bytes, bytes] = {}
-        for key, blob in zip(keys, await self._store.get_many(keys), strict=True):
-            if blob is not None and blob[:1] == ALIAS_MARK:
-                aliases[key] = blob[1:]
-            else:
-                found[key] = (key, blob)
-        if aliases:
-            targets = list(dict.fromkeys(aliases.values()))
-            blobs = dict(zip(targets, await self._store.get_many(targets), strict=True))
-            for key, target in aliases.items():
-                blob = blobs[target]
-                live = blob is not None and blob[:1] != ALIAS_MARK
-                found[key] = (target, blob) if live else (key, None)
-        return found
-
-    def _fold(
-        self, lines: list[DeviceLine], stored: dict[bytes, tuple[bytes, bytes | None]]
-    ) -> dict[bytes, _Device]:
-        # Lines of one device in one batch are applied in file order, as if loaded one by one.
-        devices: dict[bytes, _Device] = {}
-        replace = self._replace
-        for line in lines:
-            key = line.digests[0]
-            home, blob = stored[key] if key in stored else (key, None)
-            device = devices.get(home)
-            if device is None:
-                devices[home] = self._start(home, blob, line)
-            else:
-                base = self._empty if replace else device.snapshot
-                device.apply(line, self._snapshot(base, line.fields), replace)
-        return devices
-
-    def _start(self, home: bytes, blob: bytes | None, line: DeviceLine) -> _Device:
-        digests = line.digests
-        if home != digests[0]:
-            digests = tuple(dict.fromkeys((home, *digests)))
-        if blob is not None:
-            try:
-                snapshot, entries = decode_entries(blob)
-            except ProfileFormatError as exc:
-                log.warning("unreadable stored profile replaced", extra={"reason": str(exc)})
-            else:
-                today = self._today
-                kept = [e for e in entries if e.expires_day >= today]
-                return _Device(digests, _overlay(snapshot, line.fields), kept + line.entries)
-        return _Device(digests, self._snapshot(self._empty, line.fields), line.entries)
-
-    def _snapshot(self, base: Snapshot, fields: SnapshotFields) -> Snapshot:
-        if base is not self._empty:
-            return _overlay(base, fields)
-        found = self._snapshots.get(fields)
-        if found is None:
-            if len(self._snapshots) >= _SNAPSHOT_CACHE_SIZE:
-                self._snapshots.clear()
-            found = self._snapshots[fields] = _overlay(base, fields)
-        return found
+        pending, self._pending = self._pending, 0
+        if pending:
+            await self._conn.replies(pending)
 
 
-async def _load(
-    chunks: Iterator[Chunk],
-    loader: _Loader,
-    batch_size: int,
-    on_chunk: Callable[[Chunk], None],
-) -> int:
-    batch: list[DeviceLine] = []
+async def _parse_here(
+    parser: ChunkParser, store: ProfileStore, chunk: Chunk, lines: int
+) -> ChunkResult:
+    devices = fold(chunk.lines, parser.replace)
+    missing = parser.missing(devices)
+    if missing:
+        parser.learn(missing, await store.refs([snapshot for _, snapshot in missing]))
+    return parser.build(chunk, lines, devices)
+
+
+async def _here(
+    parser: ChunkParser, store: ProfileStore, jobs: Iterable[_Job]
+) -> AsyncIterator[tuple[_Job | None, ChunkResult]]:
+    for job in jobs:
+        raw = job.text.splitlines(keepends=True)
+        chunk = next(json_chunks(raw, parser.table, len(raw) + 1, job.first_line), None)
+        yield job, await _parse_here(parser, store, chunk or Chunk([], []), len(raw))
+
+
+async def _in_workers(
+    pool: ProcessPoolExecutor, jobs: Iterable[_Job], depth: int
+) -> AsyncIterator[tuple[_Job | None, ChunkResult]]:
+    window: deque[tuple[_Job, asyncio.Future[ChunkResult]]] = deque()
     try:
-        for chunk in chunks:
-            on_chunk(chunk)
-            batch += chunk.lines
-            if len(batch) >= batch_size:
-                await loader.add(batch)
-                batch = []
-            elif loader.busy:
-                await asyncio.sleep(0)  # a turn for the write in flight
-        if batch:
-            await loader.add(batch)
-        await loader.drain()
+        for job in jobs:
+            submitted = pool.submit(ingest_pool.parse_json, job.text, job.first_line)
+            window.append((job, asyncio.wrap_future(submitted)))
+            if len(window) >= depth:
+                done, result = window.popleft()
+                yield done, await result
+        while window:
+            done, result = window.popleft()
+            yield done, await result
     finally:
-        await loader.abort()
-    return loader.loaded
+        for _, pending in window:
+            pending.cancel()
+
+
+def _pool(settings: Settings, redis: Redis, workers: int) -> ProcessPoolExecutor:
+    # Forked where possible: a spawned worker re-imports the caller's main module (which
+    # may not guard its top level) and its imports cost a few tenths of a second. Workers
+    # use nothing of the parent's but the settings: their Redis client is their own.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    options = ingest_pool.redis_options(redis.connection_pool.connection_kwargs)
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+        initializer=ingest_pool.start,
+        initargs=(settings, options),
+    )
+
+
+def _workers(given: int | None, path: Path, file_format: str) -> int:
+    if file_format != "jsonl":
+        return 1  # CSV rows may span lines: parsed here, in one stream
+    if given is not None:
+        return max(1, given)
+    return min(4, os.cpu_count() or 1) if path.stat().st_size >= POOL_MIN_BYTES else 1
 
 
 class _RejectFile:
@@ -331,6 +266,37 @@ def _today(now: float | None) -> int:
     return day_number(time.time() if now is None else now)
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise IngestError("mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
+
+
+_Results = AsyncIterator[tuple["_Job | None", ChunkResult]]
+_OnResult = Callable[["_Job | None", ChunkResult], None]
+
+
+class _Load:
+    """One load's store, parser and writer connection."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.store = ProfileStore(redis)
+        self.parser = ChunkParser(settings)
+
+    async def run(self, results: _Results, on_result: _OnResult) -> int:
+        await self.store.load_scripts()
+        async with RespConnection(self.redis) as conn:
+            settings = self.settings
+            merger = None if settings.replace else Merger(conn, self.store, settings.today)
+            writer = _Writer(conn, merger)
+            async for job, result in results:
+                on_result(job, result)
+                await writer.write(result)
+            await writer.drain()
+        return writer.loaded
+
+
 async def ingest_file(
     redis: Redis,
     path: Path,
@@ -342,40 +308,59 @@ async def ingest_file(
     now: float | None = None,
     file_format: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    every_spelling: bool = False,
 ) -> IngestReport:
     """Load a JSON Lines or CSV file (optionally gzipped) of device tags.
 
     Bad lines go to ``rejects_path`` (default ``<path>.rejects``) and the rest still load.
-    Raises ``OSError`` when the file cannot be read and ``IngestError`` for a problem with
-    the whole file (unknown format, CSV header without ``id_type``/``id``).
+    JSON Lines are parsed by ``workers`` processes (default: one a core, at most four, for
+    files of 8 MB or more; 1 parses here). Raises ``OSError`` when the file cannot be read
+    and ``IngestError`` for a problem with the whole file (unknown format, CSV header without
+    ``id_type``/``id``).
     """
+    _check_mode(mode)
     file_format = detect_format(path, file_format)
     rejects_path = rejects_path or default_rejects_path(path)
     if rejects_path.resolve() == path.resolve():
         raise IngestError("rejects", "the reject file must not be the input file")
     started = time.perf_counter()
-    table = TagTable(taxonomy, _today(now))
-    loader = _Loader(ProfileStore(redis), mode, table.today)
-    parse = csv_chunks if file_format == "csv" else json_chunks
+    settings = Settings(taxonomy, _today(now), mode == "replace", every_spelling)
+    load = _Load(redis, settings)
+    processes = _workers(workers, path, file_format)
     with ExitStack() as stack:
         raw = stack.enter_context(path.open("rb"))
         rejects = stack.enter_context(_RejectFile(rejects_path))
         bar = stack.enter_context(_progress_bar(path, progress))
 
-        def on_chunk(chunk: Chunk) -> None:
-            rejects.write(chunk.rejected)
-            bar.update(raw.tell() - bar.n)
+        def on_result(job: _Job | None, result: ChunkResult) -> None:
+            rejects.write(result.rejected)
+            bar.update((job.position if job else raw.tell()) - bar.n)
 
-        chunks = parse(_open_lines(raw, stack), table, CHUNK_LINES)
-        await _load(chunks, loader, max(1, batch_size), on_chunk)
+        lines = _open_lines(raw, stack)
+        if file_format == "csv":
+            results = _chunks_here(load, csv_chunks(lines, load.parser.table, batch_size))
+        elif processes > 1:
+            pool = stack.enter_context(_pool(settings, redis, processes))
+            results = _in_workers(pool, _jobs(lines, batch_size, raw), 2 * processes)
+        else:
+            results = _here(load.parser, load.store, _jobs(lines, batch_size, raw))
+        loaded = await load.run(results, on_result)
     report = IngestReport(
-        loader.loaded,
+        loaded,
         rejects.count,
         time.perf_counter() - started,
         rejects_path if rejects.count else None,
     )
     log.info("ingest finished", extra={"path": str(path), **report.summary()})
     return report
+
+
+async def _chunks_here(
+    load: _Load, chunks: Iterable[Chunk]
+) -> AsyncIterator[tuple[_Job | None, ChunkResult]]:
+    for chunk in chunks:
+        yield None, await _parse_here(load.parser, load.store, chunk, 0)
 
 
 def _progress_bar(path: Path, enabled: bool) -> tqdm[Never]:
@@ -399,20 +384,21 @@ async def ingest_records(
     mode: str = "merge",
     now: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    every_spelling: bool = False,
 ) -> int:
     """Load in-memory records, each shaped like a JSON line; returns how many loaded.
 
     Invalid records are skipped and logged, as a file's bad lines are rejected.
     """
-    table = TagTable(taxonomy, _today(now))
-    loader = _Loader(ProfileStore(redis), mode, table.today)
+    _check_mode(mode)
+    load = _Load(redis, Settings(taxonomy, _today(now), mode == "replace", every_spelling))
 
-    def on_chunk(chunk: Chunk) -> None:
-        for rejected in chunk.rejected:
+    def on_result(job: _Job | None, result: ChunkResult) -> None:
+        for rejected in result.rejected:
             log.warning(
                 "record rejected",
                 extra={"record": rejected.line_number, "reason": rejected.reason},
             )
 
-    chunks = record_chunks(records, table, CHUNK_LINES)
-    return await _load(chunks, loader, max(1, batch_size), on_chunk)
+    chunks = record_chunks(records, load.parser.table, max(1, batch_size))
+    return await load.run(_chunks_here(load, chunks), on_result)

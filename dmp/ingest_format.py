@@ -85,10 +85,13 @@ def _kind(value: object) -> str:
 class TagTable:
     """Tag code or id -> the ``TagEntry`` it makes on ``today``, computed once per run."""
 
-    __slots__ = ("today", "_tags", "_defaults", "_made")
+    __slots__ = ("today", "every_spelling", "_tags", "_defaults", "_made")
 
-    def __init__(self, taxonomy: Taxonomy, today: int) -> None:
+    def __init__(self, taxonomy: Taxonomy, today: int, *, every_spelling: bool = False) -> None:
         self.today = today
+        # Aliases for every spelling of a raw ID (``DeviceId.digests``), not only the hashes
+        # of its canonical text that exchanges send (``DeviceId.exchange_digests``).
+        self.every_spelling = every_spelling
         self._tags: dict[str | int, Tag] = {}
         for tag in taxonomy:
             # CSV cells are text, so an id may arrive as "94" as well as 94.
@@ -112,6 +115,8 @@ class TagTable:
                 entry = defaults.get(item) if day is None else None
                 if entry is None:
                     entry = self._entry(self._tag(item, f"tags[{index}]"), day, None)
+            elif kind is dict and len(item) == 1 and day is None and item.get("tag") in defaults:
+                entry = defaults[item["tag"]]  # {"tag": code}: the common object, made once
             elif kind is dict:
                 entry = self._object_entry(item, index, day)
             else:
@@ -181,8 +186,12 @@ def _device_id(record: Mapping[str, object], prefix: str) -> DeviceId:
         raise IngestError(prefix + "id", str(exc)) from None
 
 
-def _digests(record: Mapping[str, object]) -> tuple[bytes, ...]:
-    digests = _device_id(record, "").digests()
+def _forms(device: DeviceId, every_spelling: bool) -> tuple[bytes, ...]:
+    return device.digests() if every_spelling else device.exchange_digests()
+
+
+def _digests(record: Mapping[str, object], every_spelling: bool) -> tuple[bytes, ...]:
+    digests = _forms(_device_id(record, ""), every_spelling)
     more = record.get("ids")
     if more is None:
         return digests
@@ -192,7 +201,7 @@ def _digests(record: Mapping[str, object]) -> tuple[bytes, ...]:
     for index, item in enumerate(more):
         if type(item) is not dict:
             raise IngestError(f"ids[{index}]", f"expected an object, got {_kind(item)}")
-        every.update(dict.fromkeys(_device_id(item, f"ids[{index}].").digests()))
+        every.update(dict.fromkeys(_forms(_device_id(item, f"ids[{index}]."), every_spelling)))
     return tuple(every)
 
 
@@ -230,7 +239,7 @@ def parse_record(record: object, table: TagTable) -> DeviceLine:
     if type(record) is not dict:
         raise IngestError("line", f"expected a JSON object, got {_kind(record)}")
     get = record.get
-    digests = _digests(record)
+    digests = _digests(record, table.every_spelling)
     ttl = get("ttl_days")
     day = None if ttl is None else table.today + ttl_days(ttl, "ttl_days")
     entries = table.entries(get("tags"), day)
@@ -252,12 +261,17 @@ def _clean(reason: str) -> str:
     return reason.replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
-def json_chunks(raw_lines: Iterable[bytes], table: TagTable, size: int) -> Iterator[Chunk]:
-    """Parse JSON Lines (without a byte-order mark), ``size`` lines a chunk; skip blank lines."""
+def json_chunks(
+    raw_lines: Iterable[bytes], table: TagTable, size: int, first_number: int = 1
+) -> Iterator[Chunk]:
+    """Parse JSON Lines (without a byte-order mark), ``size`` lines a chunk; skip blank lines.
+
+    Lines are numbered from ``first_number`` (a part of a file starts further in).
+    """
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     lines: list[DeviceLine] = []
     rejected: list[Rejected] = []
-    number = 0
+    number = first_number - 1
     for raw in raw_lines:
         number += 1
         try:
@@ -267,7 +281,7 @@ def json_chunks(raw_lines: Iterable[bytes], table: TagTable, size: int) -> Itera
         except decode_error as exc:
             if raw.strip():
                 rejected.append(Rejected(number, _clean(f"line: not JSON: {exc}"), _original(raw)))
-        if number % size == 0:
+        if (number - first_number + 1) % size == 0:
             yield Chunk(lines, rejected)
             lines, rejected = [], []
     if lines or rejected:

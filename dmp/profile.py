@@ -1,30 +1,29 @@
 """A device profile and its compact binary form in Redis.
 
-Layout (version 1), chosen for bytes per device because the DMP holds millions of them:
+Layout (version 2), chosen for bytes per device because the DMP holds millions of them:
 
-    u8 version | u8 price tier | 5 x (u8 length + UTF-8): os, model, country, region, city
-    | varint group count | per group: varint expiry day, varint tag count,
-      per tag (ascending id): varint (id delta << 1 | has score) [+ u8 score]
+    u8 version (2) | u8 price tier | 5 x (u8 length + UTF-8): os, model, country, region, city
+    | tag section (``dmp.profile_tags``: bit-packed tag ids, expiry days and scores)
 
-Tags loaded together share an expiry, so grouping by expiry day costs a few bytes per load
-instead of two per tag, and delta-coded ids take one byte each for a dense taxonomy.
+In Redis the snapshot part (price tier and the five texts) is replaced by a one- to three-byte
+reference into a dictionary of the snapshots seen (``dmp.profile_refs``): a file repeats few
+(handset, place) combinations, and texts would otherwise cost more than the tags. Readers never
+see that form: the store's scripts put the snapshot back.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dmp.errors import DmpError
+from dmp.profile_tags import ProfileFormatError as ProfileFormatError
+from dmp.profile_tags import TagEncoder, decode_section
 
-VERSION = 1
+VERSION = 2
 UNSCORED = 100  # an unscored tag is full membership for score comparisons
 _EPOCH_DAY = 18262  # 2020-01-01 in days since 1970-01-01
-
-
-class ProfileFormatError(DmpError):
-    """Bytes that are not a profile of a known version."""
+_VERSION_BYTE = bytes((VERSION,))
+_TEXTS = 5
 
 
 def day_number(unix_seconds: float) -> int:
@@ -62,105 +61,82 @@ class Snapshot:
     city: str = ""
 
 
-def _varint(value: int, out: bytearray) -> None:
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
 def _short_text(text: str, out: bytearray) -> None:
     raw = text.encode()[:255]
     out.append(len(raw))
     out += raw
 
 
-def encode(snapshot: Snapshot, entries: Iterable[TagEntry]) -> bytes:
-    """Serialise a snapshot and tag entries; a tag listed twice keeps its latest expiry."""
-    latest: dict[int, TagEntry] = {}
-    for entry in entries:
-        kept = latest.get(entry.tag_id)
-        if kept is None or entry.expires_day >= kept.expires_day:
-            latest[entry.tag_id] = entry
-    out = bytearray((VERSION, max(0, min(255, snapshot.price_tier))))
+def snapshot_bytes(snapshot: Snapshot) -> bytes:
+    """The snapshot part of a blob (without the version byte): what the dictionary stores."""
+    out = bytearray((max(0, min(255, snapshot.price_tier)),))
     for text in (snapshot.os, snapshot.model, snapshot.country, snapshot.region, snapshot.city):
         _short_text(text, out)
-    by_day = sorted(latest.values(), key=lambda e: (e.expires_day, e.tag_id))
-    groups = [
-        (day, list(group)) for day, group in itertools.groupby(by_day, lambda e: e.expires_day)
-    ]
-    _varint(len(groups), out)
-    for day, group in groups:
-        _varint(max(0, day), out)
-        _varint(len(group), out)
-        previous = 0
-        for entry in group:
-            has_score = entry.score is not None
-            _varint(((entry.tag_id - previous) << 1) | has_score, out)
-            if entry.score is not None:
-                out.append(max(0, min(100, entry.score)))
-            previous = entry.tag_id
     return bytes(out)
 
 
-class _Reader:
-    __slots__ = ("data", "pos")
+def read_snapshot(data: bytes, pos: int) -> tuple[Snapshot, int]:
+    """The snapshot starting at ``pos`` and the position after it."""
+    try:
+        tier = data[pos]
+        pos += 1
+        texts: list[str] = []
+        for _ in range(_TEXTS):
+            end = pos + 1 + data[pos]
+            if end > len(data):
+                raise IndexError
+            texts.append(data[pos + 1 : end].decode(errors="replace"))
+            pos = end
+    except IndexError:
+        raise ProfileFormatError("truncated snapshot") from None
+    os_, model, country, region, city = texts
+    return Snapshot(os_, model, tier, country, region, city), pos
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
 
-    def varint(self) -> int:
-        data, pos, shift, value = self.data, self.pos, 0, 0
-        while True:
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                self.pos = pos
-                return value
-            shift += 7
+# Encoding keeps a small cache of expiry headers; it is a pure memo, safe to share.
+_ENCODER = TagEncoder()
 
-    def byte(self) -> int:
-        self.pos += 1
-        return self.data[self.pos - 1]
 
-    def text(self) -> str:
-        length = self.byte()
-        start = self.pos
-        self.pos += length
-        return self.data[start : self.pos].decode(errors="replace")
+def tag_section(entries: Iterable[TagEntry]) -> bytes:
+    """The tag part of a blob; a tag listed twice keeps its latest expiry."""
+    return _ENCODER.encode((e.tag_id, e.expires_day, e.score) for e in entries)
+
+
+def encode(snapshot: Snapshot, entries: Iterable[TagEntry]) -> bytes:
+    """Serialise a snapshot and tag entries; a tag listed twice keeps its latest expiry."""
+    return _VERSION_BYTE + snapshot_bytes(snapshot) + tag_section(entries)
+
+
+def _open(data: bytes) -> tuple[Snapshot, int]:
+    if not data or data[0] != VERSION:
+        raise ProfileFormatError(f"unknown profile version {data[:1].hex() or 'none'}")
+    return read_snapshot(data, 1)
 
 
 def decode_entries(data: bytes) -> tuple[Snapshot, list[TagEntry]]:
     """Every stored entry, expired or not: for merging on ingest."""
-    try:
-        reader = _Reader(data)
-        if reader.byte() != VERSION:
-            raise ProfileFormatError(f"unknown profile version {data[0]}")
-        tier = reader.byte()
-        os_, model, country, region, city = (reader.text() for _ in range(5))
-        entries: list[TagEntry] = []
-        for _ in range(reader.varint()):
-            day, count, tag_id = reader.varint(), reader.varint(), 0
-            for _ in range(count):
-                word = reader.varint()
-                tag_id += word >> 1
-                score = reader.byte() if word & 1 else None
-                entries.append(TagEntry(tag_id, day, score))
-    except IndexError:
-        raise ProfileFormatError("truncated profile") from None
-    return Snapshot(os_, model, tier, country, region, city), entries
+    snapshot, pos = _open(data)
+    days, groups, scores = decode_section(data, pos)
+    entries: list[TagEntry] = []
+    for day, ids in zip(days, groups, strict=True):
+        for tag_id in ids:
+            entries.append(TagEntry(tag_id, day, scores.get(len(entries))))
+    return snapshot, entries
 
 
 def decode(data: bytes, today: int) -> Profile:
     """The profile as the bidder sees it: tags expiring before ``today`` are dropped."""
-    snapshot, entries = decode_entries(data)
-    tags = {
-        e.tag_id: UNSCORED if e.score is None else e.score
-        for e in entries
-        if e.expires_day >= today
-    }
+    snapshot, pos = _open(data)
+    days, groups, scores = decode_section(data, pos)
+    tags: dict[int, int] = {}
+    for day, ids in zip(days, groups, strict=True):
+        if day >= today:
+            tags.update(dict.fromkeys(ids, UNSCORED))
+    if scores:
+        every = [tag_id for ids in groups for tag_id in ids]
+        for position, score in scores.items():
+            if every[position] in tags:
+                tags[every[position]] = score
     return Profile(
         tags=tags,
         os=snapshot.os,

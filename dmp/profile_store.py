@@ -1,8 +1,15 @@
 """Profiles in Redis: written in batches by ingest, read in one round trip by the bidder.
 
-A device is stored once, under its primary digest; each other form of its ID (SHA1, the
-hash of another letter case) is an alias field holding a zero byte and the primary digest,
-which the lookup script follows on the server so the bidder still pays one round trip.
+Layout, chosen for bytes per device (see ``infra.keys``): a device's profile is a field of
+its bucket hash named by the digest bytes the bucket number leaves out (7 bytes), holding
+the blob with its snapshot as a reference (``dmp.profile_refs``). Each other form of its ID
+(the SHA1 of its text, by default) is an alias: a 4-byte field in the alias digest's bucket
+holding the 8-byte primary digest. Profile and alias fields differ in length, so one digest
+may be both; a profile stored under a digest wins over an alias of it.
+
+Scripts follow aliases and put snapshots back on the server, so the bidder pays one round
+trip and every reader sees self-contained blobs. ``get_many`` still reports an alias as
+``ALIAS_MARK`` + primary digest, as the layout before this one stored it.
 """
 
 from __future__ import annotations
@@ -13,14 +20,54 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from dmp import profile_refs, resp
+from dmp.profile import ProfileFormatError
+from dmp.profile_refs import EXPAND_LUA, INTERN_LUA
 from infra import keys
 
 ALIAS_MARK = b"\x00"
 
-_LOOKUP_LUA = """
+# Lua helpers shared by the scripts: bucket, field and side keys of a digest, as infra.keys.
+_DIGEST_LUA = f"""
 local function bucket_of(digest)
-  return string.format('%04x', string.byte(digest, 1) * 256 + string.byte(digest, 2))
+  local number = string.byte(digest, 1) * 256 + string.byte(digest, 2)
+  return string.format('%04x', math.floor(number / {2 ** (16 - keys.PROFILE_BUCKET_BITS)}))
 end
+local function bucket_key(digest)
+  return 'dmp:p:{{' .. bucket_of(digest) .. '}}'
+end
+local function profile_field(digest)
+  return string.sub(digest, {keys.PROFILE_BUCKET_BITS // 8 + 1})
+end
+local function alias_field(digest)
+  return string.sub(digest, -{keys.ALIAS_FIELD_BYTES})
+end
+{EXPAND_LUA.replace("'dmp:snapshots'", repr(keys.SNAPSHOTS.decode()))}
+"""
+
+# Per digest: its profile, else the profile its alias names. Returns the value found (or
+# false) and the primary digest, the profile self-contained.
+_FIND_LUA = """
+local function find(bucket, digest)
+  local value = redis.call('HGET', bucket, profile_field(digest))
+  if value then
+    return expand(value), digest
+  end
+  local primary = redis.call('HGET', bucket, alias_field(digest))
+  if primary then
+    value = redis.call('HGET', bucket_key(primary), profile_field(primary))
+    if value then
+      return expand(value), primary
+    end
+  end
+  return false, digest
+end
+"""
+
+_LOOKUP_LUA = (
+    _DIGEST_LUA
+    + _FIND_LUA
+    + """
 local function hex_of(digest)
   return (digest:gsub('.', function(c) return string.format('%02x', string.byte(c)) end))
 end
@@ -31,16 +78,9 @@ local function counters_of(digest)
   return redis.call('HGETALL', 'dsp:f:{' .. bucket_of(digest) .. '}:' .. hex_of(digest))
 end
 for i = 1, #KEYS do
-  local value = redis.call('HGET', KEYS[i], ARGV[i])
+  local value, primary = find(KEYS[i], ARGV[i])
   if value then
-    local primary = ARGV[i]
-    if string.byte(value, 1) == 0 then
-      primary = string.sub(value, 2)
-      value = redis.call('HGET', 'dmp:p:{' .. bucket_of(primary) .. '}', primary)
-    end
-    if value then
-      return {value, scenes_of(primary), primary, counters_of(primary)}
-    end
+    return {value, scenes_of(primary), primary, counters_of(primary)}
   end
 end
 local scenes = scenes_of(ARGV[1])
@@ -50,6 +90,25 @@ if scenes ~= '' or #counters > 0 then
 end
 return false
 """
+)
+
+# Per digest, without following aliases: the profile, or the alias mark and primary, or false.
+_GET_LUA = (
+    _DIGEST_LUA
+    + """
+local found = {}
+for i = 1, #KEYS do
+  local value = redis.call('HGET', KEYS[i], profile_field(ARGV[i]))
+  if value then
+    found[i] = expand(value)
+  else
+    local primary = redis.call('HGET', KEYS[i], alias_field(ARGV[i]))
+    found[i] = primary and ('\\0' .. primary) or false
+  end
+end
+return found
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +128,9 @@ class ProfileStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._lookup: AsyncScript = redis.register_script(_LOOKUP_LUA)
+        self._get: AsyncScript = redis.register_script(_GET_LUA)
+        self._intern: AsyncScript = redis.register_script(INTERN_LUA)
+        self._refs: dict[bytes, bytes] = {}  # snapshot bytes -> reference ('' : none left)
 
     async def warm_up(self) -> None:
         """Load the lookup script now, so the first bid does not pay for it."""
@@ -87,22 +149,34 @@ class ProfileStore:
 
     async def scan(self, batch: int = 256) -> AsyncIterator[tuple[bytes, bytes]]:
         """Every stored ``(primary digest, profile blob)``, aliases skipped, bucket by bucket."""
-        async for content in self.scan_buckets(batch):
-            for digest, blob in content.items():
-                if not blob.startswith(ALIAS_MARK):
-                    yield digest, blob
+        snapshots: dict[bytes, bytes] = {}
+        async for bucket, content in self.scan_buckets(batch):
+            for name, value in content.items():
+                if len(name) == keys.ALIAS_FIELD_BYTES:
+                    continue
+                blob = profile_refs.expand(value, snapshots)
+                if blob is None:  # a reference made since the dictionary was read
+                    snapshots = await self._snapshots()
+                    blob = profile_refs.expand(value, snapshots) or value
+                yield keys.profile_digest(bucket, name), blob
 
-    async def scan_buckets(self, batch: int = 256) -> AsyncIterator[dict[bytes, bytes]]:
-        """The content of every existing profile bucket (profiles and aliases)."""
+    async def _snapshots(self) -> dict[bytes, bytes]:
+        found = await self._redis.hgetall(keys.SNAPSHOTS)
+        return {bytes(ref): bytes(snapshot) for ref, snapshot in found.items()}  # type: ignore[arg-type]
+
+    async def scan_buckets(
+        self, batch: int = 256
+    ) -> AsyncIterator[tuple[bytes, dict[bytes, bytes]]]:
+        """``(bucket key, raw fields)`` of every profile bucket, profiles and aliases."""
         pending: list[bytes] = []
         async for bucket in self._redis.scan_iter(match=keys.PROFILE_BUCKET_PATTERN, count=1000):
             pending.append(bucket)
             if len(pending) >= batch:
-                for content in await self._read_buckets(pending):
-                    yield content
+                for pair in zip(pending, await self._read_buckets(pending), strict=True):
+                    yield pair
                 pending = []
-        for content in await self._read_buckets(pending):
-            yield content
+        for pair in zip(pending, await self._read_buckets(pending), strict=True):
+            yield pair
 
     async def _read_buckets(self, buckets: Sequence[bytes]) -> list[dict[bytes, bytes]]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -112,12 +186,22 @@ class ProfileStore:
         return contents
 
     async def get_many(self, primaries: Sequence[bytes]) -> list[bytes | None]:
-        """Blobs stored under primary digests (aliases are not followed), one pipeline."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for digest in primaries:
-                pipe.hget(keys.profile_bucket(digest), digest)
-            found = await pipe.execute()
+        """Per digest, its blob, or ``ALIAS_MARK`` + primary for an alias (not followed)."""
+        if not primaries:
+            return []
+        found = await self._get(keys=[keys.profile_bucket(d) for d in primaries], args=primaries)
         return [value if isinstance(value, bytes) else None for value in found]
+
+    async def load_scripts(self) -> None:
+        """Load the scripts that raw connections call by SHA (``get_many_command``)."""
+        await self._redis.script_load(_GET_LUA)
+        await self._redis.script_load(INTERN_LUA)
+
+    def get_many_command(self, digests: Sequence[bytes]) -> bytes:
+        """``get_many`` as one raw command, for a ``dmp.resp`` connection; one reply."""
+        buckets = [keys.profile_bucket(d) for d in digests]
+        count = str(len(digests)).encode()
+        return resp.command(b"EVALSHA", self._get.sha.encode(), count, *buckets, *digests)
 
     async def primary_of(self, digests: Sequence[bytes]) -> bytes | None:
         """The primary digest of the first of ``digests`` the DMP knows (following aliases)."""
@@ -126,21 +210,61 @@ class ProfileStore:
                 return value[1:] if value.startswith(ALIAS_MARK) else digest
         return None
 
+    async def resolve(self, digests: Sequence[bytes]) -> dict[bytes, bytes]:
+        """Each digest's primary digest: the one its alias names, else the digest itself."""
+        found = await self.get_many(digests)
+        return {
+            digest: value[1:] if value is not None and value.startswith(ALIAS_MARK) else digest
+            for digest, value in zip(digests, found, strict=True)
+        }
+
+    async def refs(self, snapshots: Sequence[bytes]) -> list[bytes]:
+        """The reference of each snapshot (b'' when the dictionary is full), one round trip."""
+        missing = [s for s in dict.fromkeys(snapshots) if s not in self._refs]
+        if missing:
+            made = await self._intern(keys=[keys.SNAPSHOTS, keys.SNAPSHOT_REFS], args=missing)
+            self._refs.update(zip(missing, made, strict=True))
+        return [self._refs[s] for s in snapshots]
+
+    async def _stored_form(self, blobs: Sequence[bytes]) -> list[bytes]:
+        # Self-contained v2 blobs get their snapshot as a reference; anything else is kept.
+        split: dict[int, tuple[bytes, bytes]] = {}
+        for index, blob in enumerate(blobs):
+            try:
+                split[index] = profile_refs.split(blob)
+            except ProfileFormatError:
+                continue
+        refs = await self.refs([snapshot for snapshot, _ in split.values()])
+        stored = list(blobs)
+        for (index, (_, tags)), ref in zip(split.items(), refs, strict=True):
+            if ref:
+                stored[index] = ref + tags
+        return stored
+
     async def put_many(self, items: Iterable[tuple[Sequence[bytes], bytes]]) -> int:
         """Store ``(digests, blob)`` pairs: the blob under ``digests[0]``, aliases for the rest."""
-        count = 0
+        pairs = list(items)
+        stored = await self._stored_form([blob for _, blob in pairs])
         async with self._redis.pipeline(transaction=False) as pipe:
-            for digests, blob in items:
+            for (digests, _), blob in zip(pairs, stored, strict=True):
                 primary = digests[0]
-                pipe.hset(keys.profile_bucket(primary), primary, blob)
+                pipe.hset(keys.profile_bucket(primary), keys.profile_field(primary), blob)
                 for alias in digests[1:]:
-                    pipe.hset(keys.profile_bucket(alias), alias, ALIAS_MARK + primary)
-                count += 1
+                    if alias != primary:
+                        pipe.hset(keys.profile_bucket(alias), keys.alias_field(alias), primary)
             await pipe.execute()
-        return count
+        return len(pairs)
 
-    async def delete(self, digests: Sequence[bytes]) -> None:
+    async def delete(self, digests: Sequence[bytes]) -> int:
+        """Remove profiles and aliases stored under ``digests``; returns the fields removed."""
+        if not digests:
+            return 0
         async with self._redis.pipeline(transaction=False) as pipe:
             for digest in digests:
-                pipe.hdel(keys.profile_bucket(digest), digest)
-            await pipe.execute()
+                pipe.hdel(
+                    keys.profile_bucket(digest),
+                    keys.profile_field(digest),
+                    keys.alias_field(digest),
+                )
+            removed = await pipe.execute()
+        return sum(int(n) for n in removed)

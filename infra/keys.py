@@ -6,9 +6,18 @@ code runs on Redis Cluster: a device's profile bucket, a campaign's money, an au
 
 from __future__ import annotations
 
-# Profiles are stored in 2**16 small hashes (buckets) rather than one key per device: a Redis
-# key costs about 50 bytes of overhead before any data, a field inside a small hash a few.
-PROFILE_BUCKET_BITS = 16
+# Profiles are stored in 2**15 small hashes (buckets) rather than one key per device: a Redis
+# key costs about 100 bytes before any data, a field inside a small (ziplist) hash a few. A
+# bucket keeps up to 2048 fields (infra.embedded_redis), so 32,768 of them hold about 33
+# million devices compactly; at a million devices a bucket costs each of its 30 devices 3 bytes.
+PROFILE_BUCKET_BITS = 15
+# Whole digest bytes the bucket number stands for, left out of the field names.
+_BUCKET_BYTES = PROFILE_BUCKET_BITS // 8
+# Alias fields keep 4 bytes of the digest: they only have to tell apart the few aliases of
+# one bucket (a stranger's digest matches one by chance once in 2**32 / 60 lookups).
+ALIAS_FIELD_BYTES = 4
+SNAPSHOTS = b"dmp:snapshots"  # hash: snapshot reference -> snapshot bytes (dmp.profile_refs)
+SNAPSHOT_REFS = b"dmp:snapshot-refs"  # hash: snapshot bytes -> its reference
 
 CAMPAIGNS = b"dsp:campaigns"  # hash: campaign id -> campaign JSON
 CAMPAIGNS_VERSION = b"dsp:campaigns:version"  # counter bumped on every change
@@ -20,6 +29,23 @@ def profile_bucket(digest: bytes) -> bytes:
     """The hash holding the profile (or alias) of a device's 8-byte lookup digest."""
     bucket = int.from_bytes(digest[:2], "big") >> (16 - PROFILE_BUCKET_BITS)
     return b"dmp:p:{%04x}" % bucket
+
+
+def profile_field(digest: bytes) -> bytes:
+    """The field of a device's profile in its bucket: the digest bytes the bucket leaves out."""
+    return digest[_BUCKET_BYTES:]
+
+
+def alias_field(digest: bytes) -> bytes:
+    """The field of an alias (shorter than any profile field, so the two never collide)."""
+    return digest[-ALIAS_FIELD_BYTES:]
+
+
+def profile_digest(bucket: bytes, field: bytes) -> bytes:
+    """The 8-byte digest of a profile ``field`` found in the hash named ``bucket``."""
+    number = int(bucket[bucket.index(b"{") + 1 : bucket.index(b"}")], 16)
+    high = number >> (PROFILE_BUCKET_BITS - 8 * _BUCKET_BYTES)
+    return high.to_bytes(_BUCKET_BYTES, "big") + field
 
 
 def scene_tags(digest: bytes) -> bytes:
@@ -65,36 +91,6 @@ def notice_seen(kind: str, campaign_id: str, auction_id: str, imp_id: str) -> st
 def api_token(service: str, token_sha256: str) -> str:
     """An API token of ``service`` (dmp, dsp), stored under the SHA-256 of the token only."""
     return f"{service}:token:{token_sha256}"
-
-
-def scene_events() -> bytes:
-    """Stream of behaviour events (geofence, app open, URL, search, call) for scene tagging."""
-    return b"dmp:scene-events"
-
-
-def dmp_version() -> str:
-    """Counter bumped whenever DMP profiles change in bulk: cached audience indexes rebuild."""
-    return "dmp:version"
-
-
-def audiences(owner: str) -> str:
-    """Hash of one owner's audience definitions: audience id -> definition JSON."""
-    return f"dmp:{{aud:{owner}}}:audiences"
-
-
-def audience_digests(owner: str, audience_id: str) -> str:
-    """An ID-list audience's matched primary digests, packed 8 bytes a device."""
-    return f"dmp:{{aud:{owner}}}:{audience_id}:digests"
-
-
-def audience_ids(owner: str, audience_id: str) -> str:
-    """Hash of an ID-list audience: primary digest -> the canonical IDs given for it."""
-    return f"dmp:{{aud:{owner}}}:{audience_id}:ids"
-
-
-def audience_id_lists() -> str:
-    """Set of every ID-list audience as ``owner\\naudience id``, for erasure to visit."""
-    return "dmp:audiences:id-lists"
 
 
 def scene_events() -> bytes:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from redis.asyncio import Redis
 
 from dmp.app import create_app
 from dmp.ids import parse_device_id
-from dmp.profile_store import ALIAS_MARK, ProfileStore
+from dmp.profile_store import ProfileStore
 from dmp.scene_codec import encode_scenes
 from infra import keys
 from infra.settings import Settings
@@ -88,14 +89,20 @@ async def test_bad_device_payloads_get_422_naming_the_field(
     answer = await dmp_client.put("/api/v1/devices", json={**DEVICE, **change}, headers=headers)
     assert answer.status == 422
     assert (await answer.json())["field"] == field
-    assert await redis.dbsize() == 1  # only the token: nothing half-saved
+    assert await everything_in_the_dmp(redis) == {}  # nothing half-saved
 
 
-async def everything_in_the_dmp(redis: Redis) -> dict[bytes, bytes]:
-    fields: dict[bytes, bytes] = {}
-    async for content in ProfileStore(redis).scan_buckets():
-        fields.update(content)
+async def everything_in_the_dmp(redis: Redis) -> dict[tuple[bytes, bytes], bytes]:
+    fields: dict[tuple[bytes, bytes], bytes] = {}
+    async for bucket, content in ProfileStore(redis).scan_buckets():
+        fields.update(((bucket, name), value) for name, value in content.items())
     return fields
+
+
+def fields_of(fields: dict[tuple[bytes, bytes], bytes], primary: bytes) -> set[tuple[bytes, bytes]]:
+    """The device's profile field and the alias fields naming it."""
+    own = (keys.profile_bucket(primary), keys.profile_field(primary))
+    return {name for name, value in fields.items() if name == own or value == primary}
 
 
 @pytest.mark.parametrize("erase_by", ["raw", "md5"])
@@ -118,10 +125,31 @@ async def test_erasure_leaves_nothing_of_the_device(
     assert answer.status == 200
     after = await everything_in_the_dmp(redis)
     gone = set(before) - set(after)
-    assert gone == set(device_id.digests())
-    assert not any(value == ALIAS_MARK + device_id.key for value in after.values())
+    assert len(fields_of(before, device_id.key)) >= 2  # the profile and its SHA1 alias
+    assert gone == fields_of(before, device_id.key)
+    assert not fields_of(after, device_id.key)
     assert await redis.exists(keys.scene_tags(device_id.key)) == 0
     assert (await dmp_client.get(f"/api/v1/devices/idfa/{IDFA}", headers=headers)).status == 404
     assert (await dmp_client.delete(path, headers=headers)).status == 404
     kept = await dmp_client.get(f"/api/v1/devices/idfa/{other['id']}", headers=headers)
     assert kept.status == 200
+
+
+async def test_behaviour_events_become_scene_tags_on_the_device(
+    dmp_client: Client, redis: Redis
+) -> None:
+    headers = await auth(redis, "devices")
+    assert (await dmp_client.put("/api/v1/devices", json=DEVICE, headers=headers)).status == 200
+    event = {"id_type": "idfa", "id": IDFA, "kind": "app_open", "bundle": "com.autohome"}
+    answer = await dmp_client.post("/api/v1/events", json=event, headers=headers)
+    assert answer.status == 202
+    for _ in range(100):  # the consumer runs in the app: poll up to ~2 s
+        body = await (await dmp_client.get(f"/api/v1/devices/idfa/{IDFA}", headers=headers)).json()
+        if body.get("scenes"):
+            break
+        await asyncio.sleep(0.02)
+    assert [scene["tag"] for scene in body["scenes"]] == ["scene.auto.car_app_opened"]
+    bad = await dmp_client.post(
+        "/api/v1/events", json={**event, "kind": "teleport"}, headers=headers
+    )
+    assert bad.status == 422 and (await bad.json())["field"] == "kind"

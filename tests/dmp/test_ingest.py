@@ -121,16 +121,32 @@ async def test_good_lines_load_and_decode_back(
     assert decode_entries(gaid_blob)[1] == [TagEntry(tag_id(SUV), TODAY + 30)]
 
 
+async def found_by_hash(redis: Redis, form: str, text: str) -> bool:
+    hexdigest = hashlib.new(form, text.encode()).hexdigest()
+    return await blob_of(redis, f"idfa_{form}", hexdigest) is not None
+
+
 async def test_a_device_given_by_idfa_is_found_by_its_md5_and_sha1(
     redis: Redis, tmp_path: Path, taxonomy: Taxonomy
 ) -> None:
     line = {"id_type": "idfa", "id": IDFA, "tags": [FEMALE]}
     await load(redis, jsonl(tmp_path / "a.jsonl", line), taxonomy)
-    for form, digest in (("md5", hashlib.md5), ("sha1", hashlib.sha1)):
+    for form in ("md5", "sha1"):
+        hexdigest = hashlib.new(form, IDFA.encode()).hexdigest()
+        profile = await profile_of(redis, f"idfa_{form}", hexdigest)
+        assert profile.tags == {tag_id(FEMALE): 100}
+        # Hashes of other spellings (lower case) cost an alias each: only when asked for.
+        assert not await found_by_hash(redis, form, IDFA.lower())
+
+
+async def test_every_spelling_stores_an_alias_for_each_hash(
+    redis: Redis, tmp_path: Path, taxonomy: Taxonomy
+) -> None:
+    path = jsonl(tmp_path / "a.jsonl", {"id_type": "idfa", "id": IDFA, "tags": [FEMALE]})
+    await ingest_file(redis, path, taxonomy=taxonomy, now=NOW, every_spelling=True)
+    for form in ("md5", "sha1"):
         for text in (IDFA, IDFA.lower()):
-            hexdigest = digest(text.encode()).hexdigest()
-            profile = await profile_of(redis, f"idfa_{form}", hexdigest)
-            assert profile.tags == {tag_id(FEMALE): 100}
+            assert await found_by_hash(redis, form, text)
 
 
 async def test_more_ids_of_a_device_are_aliases_of_the_first(
@@ -433,3 +449,69 @@ async def test_a_missing_file_raises_os_error(
 ) -> None:
     with pytest.raises(FileNotFoundError):
         await load(redis, tmp_path / "missing.jsonl", taxonomy)
+
+
+async def stored_profiles(redis: Redis) -> dict[bytes, bytes]:
+    return {digest: blob async for digest, blob in ProfileStore(redis).scan()}
+
+
+async def raw_buckets(redis: Redis) -> dict[bytes, object]:
+    return {key: await redis.hgetall(key) async for key in redis.scan_iter(match=b"dmp:p:*")}
+
+
+def population_file(path: Path, devices: int) -> Path:
+    from dmp.benchmarks import write_devices
+
+    write_devices(path, devices, seed=3)
+    with path.open("ab") as file:  # a device given again later, and a bad line
+        file.write(path.read_bytes().splitlines(keepends=True)[5])
+        file.write(b'{"id_type": "idfa", "id": "nope"}\n')
+    return path
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+async def test_worker_processes_store_what_one_process_stores(
+    redis: Redis, tmp_path: Path, taxonomy: Taxonomy, mode: str
+) -> None:
+    path = population_file(tmp_path / "devices.jsonl", 1200)
+    results = []
+    for workers in (1, 2):
+        await redis.flushdb()
+        report = await ingest_file(
+            redis, path, taxonomy=taxonomy, mode=mode, now=NOW, batch_size=100, workers=workers
+        )
+        assert (report.loaded, report.rejected) == (1201, 1)
+        assert (tmp_path / "devices.jsonl.rejects").read_text().startswith("1202\t")
+        results.append(await stored_profiles(redis))
+    assert len(results[0]) == 1200
+    assert results[0] == results[1]
+
+
+async def test_a_reload_stores_the_same_bytes(
+    redis: Redis, tmp_path: Path, taxonomy: Taxonomy
+) -> None:
+    path = population_file(tmp_path / "devices.jsonl", 600)
+    await ingest_file(redis, path, taxonomy=taxonomy, now=NOW, batch_size=100, workers=2)
+    first = await raw_buckets(redis)
+    await ingest_file(redis, path, taxonomy=taxonomy, now=NOW, batch_size=100, workers=2)
+    assert await raw_buckets(redis) == first
+    await ingest_file(redis, path, taxonomy=taxonomy, now=NOW, mode="replace", workers=1)
+    assert await raw_buckets(redis) == first
+
+
+async def test_merge_across_chunks_and_processes_keeps_file_order(
+    redis: Redis, tmp_path: Path, taxonomy: Taxonomy
+) -> None:
+    filler = [
+        {"id_type": "gaid", "id": f"38400000-8cf0-11bd-b23e-10b96e40{n:04x}"} for n in range(300)
+    ]
+    lines: list[object] = [
+        {"id_type": "idfa", "id": IDFA, "city": "Shenzhen", "tags": [FEMALE]},
+        *filler,
+        {"id_type": "idfa", "id": IDFA, "city": "Guangzhou", "tags": [SUV]},
+    ]
+    path = jsonl(tmp_path / "a.jsonl", *lines)
+    await ingest_file(redis, path, taxonomy=taxonomy, now=NOW, batch_size=50, workers=2)
+    profile = await profile_of(redis, "idfa", IDFA)
+    assert profile.tags == {tag_id(FEMALE): 100, tag_id(SUV): 100}
+    assert profile.city == "Guangzhou"

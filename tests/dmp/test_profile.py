@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 from redis.asyncio import Redis
 
+from dmp import profile_refs
 from dmp.profile import (
     UNSCORED,
     ProfileFormatError,
@@ -11,6 +14,8 @@ from dmp.profile import (
     decode,
     decode_entries,
     encode,
+    snapshot_bytes,
+    tag_section,
 )
 from dmp.profile_store import Found, ProfileStore
 from dmp.scene_codec import encode_scenes, live_scene_tags
@@ -97,3 +102,74 @@ async def test_lookup_brings_the_frequency_counters_of_the_primary(redis: Redis)
     found = await store.lookup([alias])
     assert found is not None
     assert found.counters == {"c1:d20261122": 2, "c2:l": 7}
+
+
+def test_tags_of_many_expiry_days_and_scores_round_trip() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        entries = [
+            TagEntry(
+                rng.randint(1, 4095),
+                rng.choice([2500 + rng.choice([1, 14, 30, 90, 180, 365]), rng.randint(0, 9000)]),
+                rng.choice([None, rng.randint(0, 100)]),
+            )
+            for _ in range(rng.randint(0, 40))
+        ]
+        latest: dict[int, TagEntry] = {}
+        for entry in entries:
+            if entry.tag_id not in latest or entry.expires_day >= latest[entry.tag_id].expires_day:
+                latest[entry.tag_id] = entry
+        snapshot, decoded = decode_entries(encode(SNAPSHOT, entries))
+        assert snapshot == SNAPSHOT
+        assert sorted(decoded, key=lambda e: e.tag_id) == sorted(
+            latest.values(), key=lambda e: e.tag_id
+        )
+
+
+def test_a_fresh_load_of_24_tags_packs_into_a_few_bits_a_tag() -> None:
+    # One load: each tag expires after its TTL, a TTL per dimension (the default taxonomy's
+    # base, social, interest and usage ids), two tags scored.
+    by_ttl = {
+        365: [3, 9, 13],
+        180: [20, 35, 50, 61, 80],
+        90: [100, 130, 160, 190, 220, 250, 280, 310, 340, 370],
+        14: [111, 135],
+        30: [450, 480, 510, 540],
+    }
+    entries = [
+        TagEntry(tag, 2500 + ttl, 70 if tag in (130, 480) else None)
+        for ttl, tags in by_ttl.items()
+        for tag in tags
+    ]
+    assert len(entries) == 24
+    assert len(tag_section(entries)) <= 32  # 60 bytes in the varint layout before
+
+
+async def test_profiles_are_stored_with_a_snapshot_reference(redis: Redis) -> None:
+    store = ProfileStore(redis)
+    primary, alias = b"\x01" * 8, b"\xfe" * 8
+    blob = encode(SNAPSHOT, [TagEntry(5, 100), TagEntry(9, 120, 70)])
+    await store.put_many([([primary, alias], blob)])
+    raw = await redis.hget(keys.profile_bucket(primary), keys.profile_field(primary))
+    assert isinstance(raw, bytes) and raw[0] >= profile_refs.FIRST_REF_BYTE
+    assert len(raw) < len(blob) - len(snapshot_bytes(SNAPSHOT)) + 3
+    assert await redis.hget(keys.profile_bucket(alias), keys.alias_field(alias)) == primary
+    assert await store.get_many([primary]) == [blob]
+    assert [item async for item in store.scan()] == [(primary, blob)]
+    assert await store.resolve([alias, primary, b"\x33" * 8]) == {
+        alias: primary,
+        primary: primary,
+        b"\x33" * 8: b"\x33" * 8,
+    }
+
+
+async def test_a_profile_under_a_digest_wins_over_an_alias_of_it(redis: Redis) -> None:
+    store = ProfileStore(redis)
+    one, two = b"\x01" * 8, b"\x02" * 8
+    mine, theirs = encode(SNAPSHOT, [TagEntry(5, 100)]), encode(Snapshot(), [TagEntry(6, 100)])
+    await store.put_many([([two], theirs), ([one, two], mine)])
+    found = await store.lookup([two])
+    assert found is not None and (found.profile, found.primary) == (theirs, two)
+    assert await store.delete([two]) == 2
+    found = await store.lookup([two])
+    assert found is None

@@ -24,7 +24,7 @@ def write_csv(tmp_path: Path, *rows: str) -> Path:
 def test_default_is_large_enough(taxonomy: Taxonomy) -> None:
     assert len(taxonomy) >= 400
     assert len(taxonomy.categories()) >= 35
-    assert taxonomy.dimensions() == ("base", "social", "interest", "usage")
+    assert taxonomy.dimensions() == ("base", "social", "interest", "usage", "scene")
 
 
 def test_default_ids_and_codes_are_unique_and_well_formed(taxonomy: Taxonomy) -> None:
@@ -35,7 +35,11 @@ def test_default_ids_and_codes_are_unique_and_well_formed(taxonomy: Taxonomy) ->
     assert all(1 <= i <= MAX_TAG_ID for i in ids)
     assert all(TAG_CODE.fullmatch(code) for code in codes)
     # Ids are assigned in file order and never reused, so the shipped file has no gaps yet.
-    assert ids == list(range(1, len(ids) + 1))
+    # The 3+X tags are numbered from 1, scene tags from 1001: ids are never reused.
+    assert ids == sorted(ids)
+    low = [i for i in ids if i < 1001]
+    assert low == list(range(1, len(low) + 1))
+    assert all(i >= 1001 for i in ids[len(low) :])
 
 
 def test_default_is_loaded_once() -> None:

@@ -1,0 +1,133 @@
+"""Merge mode, loader side: devices of a chunk that are already stored get merged here.
+
+Workers encode every device as if new. Before a chunk is written, the loader reads what is
+stored under its devices' digests (one script call, on the same connection as the writes,
+so it sees every earlier chunk) and re-encodes only the devices found, keeping the workers'
+commands for the rest: a first load pays one read per chunk, a reload the merges.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from dmp import resp
+from dmp.ingest_format import SnapshotFields
+from dmp.ingest_worker import ChunkResult, Entry, Item, device_commands, overlay, snapshot_of
+from dmp.profile import ProfileFormatError, TagEntry, decode_entries, snapshot_bytes, tag_section
+from dmp.profile_store import ALIAS_MARK, ProfileStore
+
+log = logging.getLogger(__name__)
+
+Stored = tuple[bytes, bytes | None]  # (digest the profile lives under, its blob)
+
+
+class Merger:
+    """Reads the stored side of a chunk and rebuilds the commands of devices found."""
+
+    def __init__(self, conn: resp.RespConnection, store: ProfileStore, today: int) -> None:
+        self._conn = conn
+        self._store = store
+        self._today = today
+
+    async def _get(self, digests: Sequence[bytes]) -> list[bytes | None]:
+        found = await self._conn.execute(self._store.get_many_command(digests), 1)
+        values = found[0]
+        assert isinstance(values, list)
+        return [v if isinstance(v, bytes) else None for v in values]
+
+    async def _stored(self, primaries: list[bytes]) -> dict[bytes, Stored]:
+        """Each primary -> where its profile lives (aliases followed) and the blob, if any."""
+        found: dict[bytes, Stored] = {}
+        aliases: dict[bytes, bytes] = {}
+        for key, value in zip(primaries, await self._get(primaries), strict=True):
+            if value is not None and value[:1] == ALIAS_MARK:
+                aliases[key] = value[1:]
+            elif value is not None:
+                found[key] = (key, value)
+        if aliases:
+            targets = list(dict.fromkeys(aliases.values()))
+            blobs = dict(zip(targets, await self._get(targets), strict=True))
+            for key, target in aliases.items():
+                blob = blobs[target]
+                if blob is not None and blob[:1] != ALIAS_MARK:
+                    found[key] = (target, blob)
+        return found
+
+    async def commands(self, result: ChunkResult) -> tuple[bytes, int]:
+        """The chunk's commands with stored devices merged; and how many replies they get."""
+        if not result.items:
+            return result.commands, result.replies
+        stored = await self._stored([digests[0] for digests, _, _ in result.items])
+        if not stored:
+            return result.commands, result.replies
+        merged = self._merge(result.items, stored)
+        parts: list[bytes] = []
+        replies = 0
+        for index, (start, end, count) in enumerate(result.spans):
+            if index not in merged:
+                parts.append(result.commands[start:end])
+                replies += count
+                continue
+            device = merged[index]
+            if device is not None:
+                commands, count = await self._encode(*device)
+                parts.append(commands)
+                replies += count
+        return b"".join(parts), replies
+
+    def _merge(self, items: list[Item], stored: dict[bytes, Stored]) -> dict[int, Item | None]:
+        """Item index -> the merged device written in its place (None: folded into another)."""
+        merged: dict[int, Item | None] = {}
+        first_of: dict[bytes, int] = {}
+        for index, item in enumerate(items):
+            key = item[0][0]
+            home, blob = stored.get(key, (key, None))
+            first = first_of.get(home)
+            if first is None:
+                first_of[home] = index
+                if key in stored:
+                    merged[index] = self._start(home, blob, item)
+                continue
+            # Another primary of the same device (one is stored as an alias of the other):
+            # applied after the first, in file order.
+            every, kept, fields = merged.get(first) or items[first]
+            merged[first] = (
+                tuple(dict.fromkeys(every + item[0])),
+                kept + item[1],
+                overlay(fields, item[2]),
+            )
+            merged[index] = None
+        return merged
+
+    def _start(self, home: bytes, blob: bytes | None, item: Item) -> Item:
+        digests, entries, fields = item
+        if home != digests[0]:
+            digests = tuple(dict.fromkeys((home, *digests)))
+        if blob is None:
+            return digests, entries, fields
+        try:
+            snapshot, old = decode_entries(blob)
+        except ProfileFormatError as exc:
+            log.warning("unreadable stored profile replaced", extra={"reason": str(exc)})
+            return digests, entries, fields
+        kept: list[Entry] = [
+            (e.tag_id, e.expires_day, e.score) for e in old if e.expires_day >= self._today
+        ]
+        base: SnapshotFields = (
+            snapshot.os,
+            snapshot.model,
+            snapshot.price_tier,
+            snapshot.country,
+            snapshot.region,
+            snapshot.city,
+        )
+        return digests, kept + entries, overlay(base, fields)
+
+    async def _encode(
+        self, digests: tuple[bytes, ...], entries: list[Entry], fields: SnapshotFields
+    ) -> tuple[bytes, int]:
+        snapshot = snapshot_bytes(snapshot_of(fields))
+        (ref,) = await self._store.refs([snapshot])
+        tags = tag_section(TagEntry(*entry) for entry in entries)
+        return device_commands(digests, (ref or b"\x02" + snapshot) + tags)

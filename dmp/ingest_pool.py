@@ -1,0 +1,47 @@
+"""The worker-process side of a load: one ``ChunkParser`` per process, made by the pool.
+
+A process pool initializer can only leave its state in the process's module, hence the one
+global here; nothing else in the package keeps state this way.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import redis
+
+from dmp.ingest_worker import ChunkParser, ChunkResult, Settings
+from dmp.profile_refs import INTERN_LUA
+from infra import keys
+
+_state: dict[str, Any] = {}
+
+
+def redis_options(connection_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a worker needs to reach the loader's server (picklable)."""
+    names = ("host", "port", "db", "password", "username", "path")
+    return {name: connection_kwargs[name] for name in names if connection_kwargs.get(name)}
+
+
+def start(settings: Settings, options: dict[str, Any]) -> None:
+    """Pool initializer: the parser, and a client that only interns new snapshots."""
+    # A worker allocates millions of short-lived acyclic objects: collect rarely.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    path = options.pop("path", None)
+    client = redis.Redis(unix_socket_path=path, **options) if path else redis.Redis(**options)
+    script = client.register_script(INTERN_LUA)
+
+    def intern(snapshots: list[bytes]) -> list[bytes]:
+        refs = script(keys=[keys.SNAPSHOTS, keys.SNAPSHOT_REFS], args=snapshots)
+        return [bytes(ref) for ref in refs]
+
+    _state["parser"] = ChunkParser(settings)
+    _state["intern"] = intern
+
+
+def parse_json(text: bytes, first_line: int) -> ChunkResult:
+    """One chunk of JSON Lines, numbered from ``first_line``."""
+    parser: ChunkParser = _state["parser"]
+    return parser.parse_json(text, first_line, _state["intern"])

@@ -1,0 +1,95 @@
+"""Raw RESP: commands built as bytes and one connection that pipelines them.
+
+Bulk loads send tens of thousands of commands a second; redis-py builds each through
+several layers of Python and parses each reply alone. Here a command is one bytes join and
+replies are parsed by hiredis in bulk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+import hiredis
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+_READ_SIZE = 1 << 16
+
+
+def command(*args: bytes) -> bytes:
+    """One command in RESP (arguments are bytes already)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
+
+
+class RespConnection:
+    """A connection of its own to the server ``redis`` talks to, for pipelined raw commands."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._kwargs = redis.connection_pool.connection_kwargs
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._replies = hiredis.Reader(replyError=ResponseError)
+
+    async def __aenter__(self) -> RespConnection:
+        kwargs = self._kwargs
+        if kwargs.get("path"):
+            self._reader, self._writer = await asyncio.open_unix_connection(kwargs["path"])
+        else:
+            host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+            self._reader, self._writer = await asyncio.open_connection(host, port)
+        setup: list[bytes] = []
+        if kwargs.get("password"):
+            user = kwargs.get("username")
+            auth = (user.encode(),) if user else ()
+            setup.append(command(b"AUTH", *auth, str(kwargs["password"]).encode()))
+        if kwargs.get("db"):
+            setup.append(command(b"SELECT", str(kwargs["db"]).encode()))
+        if setup:
+            await self.execute(b"".join(setup), len(setup))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            try:
+                await self._writer.wait_closed()
+            except OSError:
+                pass
+
+    def send(self, data: bytes) -> None:
+        """Queue commands for sending (``replies`` flushes and reads their answers)."""
+        assert self._writer is not None, "use the connection in `async with`"
+        self._writer.write(data)
+
+    async def replies(self, count: int) -> list[object]:
+        """The next ``count`` replies; raises the first error reply among them."""
+        assert self._reader is not None and self._writer is not None
+        await self._writer.drain()
+        found: list[object] = []
+        gets = self._replies.gets
+        while len(found) < count:
+            reply = gets()
+            if reply is False:
+                data = await self._reader.read(_READ_SIZE)
+                if not data:
+                    raise ConnectionError("Redis closed the connection")
+                self._replies.feed(data)
+                continue
+            found.append(reply)
+        for reply in found:
+            if isinstance(reply, Exception):
+                raise reply
+        return found
+
+    async def execute(self, data: bytes, count: int) -> list[object]:
+        self.send(data)
+        return await self.replies(count)
