@@ -8,8 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvloop
+
 from bench import bidding, profiles, targeting
 from bench.figures import UNIX_TIME_FIELD, Figures
+from dmp.audience_bench import bench_audience_size_ms
 from infra.logs import setup_logging
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "bench-results.json"
@@ -48,6 +51,16 @@ def _dmp(figures: Figures, options: Options) -> None:
     )
 
 
+AUDIENCE_FIGURES = ("audience_size_ms",)
+
+
+def _audience(figures: Figures, options: Options) -> None:
+    count = max(options.devices, 1_000_000)
+    figures.say(f"audience: exact size of a 10-tag expression over {count:,} devices")
+    size_ms = uvloop.run(bench_audience_size_ms(count))
+    figures.add(AUDIENCE_FIGURES[0], size_ms, "ms", f"median of 20, {count:,} devices")
+
+
 def _bid(figures: Figures, options: Options) -> None:
     bid_options = bidding.BidOptions(
         devices=options.bid_devices,
@@ -65,6 +78,7 @@ GROUPS = (
         "targeting", "decide() per request, 100 vs 10,000 campaigns", targeting.FIGURES, _targeting
     ),
     Group("dmp", "Redis bytes per device; bulk ingest throughput", profiles.FIGURES, _dmp),
+    Group("audience", "exact audience size over 1M devices", AUDIENCE_FIGURES, _audience),
     Group("bid", "bidder vs bare aiohttp under load; latency; 2 workers", bidding.FIGURES, _bid),
 )
 

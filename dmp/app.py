@@ -16,7 +16,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from dmp.audience_api import AUDIENCES, add_routes
-from dmp.audience_build import IndexCache, bump_version
+from dmp.audience_build import IndexCache
 from dmp.audiences import Audiences
 from dmp.auth import TOKEN, auth_middleware, require
 from dmp.erasure import erase_device
@@ -149,7 +149,6 @@ async def put_device(request: web.Request) -> web.Response:
     taxonomy = request.app[TAXONOMY]
     parse_record(record, TagTable(taxonomy, day_number(time.time())))  # 422 before any write
     await ingest_records(request.app[REDIS], [record], taxonomy=taxonomy, mode=mode)
-    await bump_version(request.app[REDIS])
     return json_response({"stored": True, "mode": mode})
 
 
@@ -163,7 +162,13 @@ async def delete_device(request: web.Request) -> web.Response:
     log.info(
         "device erased", extra={"owner": request[TOKEN].owner, "fields": erased.fields_removed}
     )
-    return json_response({"erased": True, "fields_removed": erased.fields_removed})
+    return json_response(
+        {
+            "erased": True,
+            "fields_removed": erased.fields_removed,
+            "audiences_left": erased.audiences_left,
+        }
+    )
 
 
 async def list_taxonomy(request: web.Request) -> web.Response:

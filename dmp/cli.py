@@ -83,6 +83,12 @@ def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="Redis to load into (default: REDIS_URL, else an embedded server discarded at exit)",
     )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ingest.add_argument(
+        "--every-spelling",
+        action="store_true",
+        help="also store aliases for hashes of other spellings of each ID (letter case, MAC "
+        "separators, 14-digit IMEI); by default MD5 and SHA1 of the canonical form only",
+    )
     ingest.set_defaults(run=_run_ingest)
 
 
@@ -158,6 +164,7 @@ async def _ingest(url: str, args: argparse.Namespace) -> IngestReport:
             progress=not args.no_progress,
             file_format=args.format,
             batch_size=args.batch_size,
+            every_spelling=args.every_spelling,
         )
     finally:
         await redis.aclose()

@@ -1,4 +1,5 @@
-"""Erasing a device on request: its profile, every alias, its scene tags.
+"""Erasing a device on request: its profile, every alias, its scene tags, its frequency
+counters and its memberships of ID-list audiences.
 
 Given the raw ID, every alias digest is known and the erasure is a handful of deletes
 (``DeviceId.digests`` covers every spelling, more than ingest stores by default).
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from dmp.audience_store import forget_device
 from dmp.ids import DeviceId, IdForm
 from dmp.profile_store import ProfileStore
 from infra import keys
@@ -22,6 +24,7 @@ from infra import keys
 class Erased:
     found: bool  # False: the DMP held nothing under this ID
     fields_removed: int
+    audiences_left: int = 0  # ID-list audiences the device was taken out of
 
 
 async def _aliases_by_scan(store: ProfileStore, primary: bytes) -> list[tuple[bytes, bytes]]:
@@ -47,5 +50,6 @@ async def erase_device(redis: Redis, device: DeviceId) -> Erased:
             for bucket, name in aliases:
                 pipe.hdel(bucket, name)
             removed += sum(int(n) for n in await pipe.execute())
-    await redis.delete(keys.scene_tags(primary))
-    return Erased(found=True, fields_removed=removed)
+    await redis.delete(keys.scene_tags(primary), keys.frequency_counters(primary))
+    left = await forget_device(redis, primary)  # also bumps the DMP version for indexes
+    return Erased(found=True, fields_removed=removed, audiences_left=left)

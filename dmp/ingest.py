@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from tqdm import tqdm
 
 from dmp import ingest_pool
+from dmp.audience_build import bump_version
 from dmp.errors import IngestError
 from dmp.ingest_format import (
     FORMATS,
@@ -346,6 +347,8 @@ async def ingest_file(
         else:
             results = _here(load.parser, load.store, _jobs(lines, batch_size, raw))
         loaded = await load.run(results, on_result)
+    if loaded:
+        await bump_version(redis)  # audience indexes and sizes move on with the data
     report = IngestReport(
         loaded,
         rejects.count,
@@ -401,4 +404,7 @@ async def ingest_records(
             )
 
     chunks = record_chunks(records, load.parser.table, max(1, batch_size))
-    return await load.run(_chunks_here(load, chunks), on_result)
+    loaded = await load.run(_chunks_here(load, chunks), on_result)
+    if loaded:
+        await bump_version(redis)
+    return loaded

@@ -115,6 +115,10 @@ async def test_erasure_leaves_nothing_of_the_device(
         assert (await dmp_client.put("/api/v1/devices", json=device, headers=headers)).status == 200
     device_id = parse_device_id("idfa", IDFA)
     await redis.set(keys.scene_tags(device_id.key), encode_scenes({1001: (90, 10**9)}))
+    await redis.hset(keys.frequency_counters(device_id.key), "c1:l", 3)
+    team = await auth(redis, "audiences")
+    upload = {"name": "crm", "ids": [f"idfa,{IDFA}", f"idfa,{other['id']}"]}
+    crm = await (await dmp_client.post("/api/v1/audiences", json=upload, headers=team)).json()
     before = await everything_in_the_dmp(redis)
     path = (
         f"/api/v1/devices/idfa/{IDFA}"
@@ -129,6 +133,12 @@ async def test_erasure_leaves_nothing_of_the_device(
     assert gone == fields_of(before, device_id.key)
     assert not fields_of(after, device_id.key)
     assert await redis.exists(keys.scene_tags(device_id.key)) == 0
+    assert await redis.exists(keys.frequency_counters(device_id.key)) == 0
+    assert (await answer.json())["audiences_left"] == 1
+    exported = await (
+        await dmp_client.get(f"/api/v1/audiences/{crm['id']}/export", headers=team)
+    ).text()
+    assert exported.split() == [f"idfa,{other['id']}"]
     assert (await dmp_client.get(f"/api/v1/devices/idfa/{IDFA}", headers=headers)).status == 404
     assert (await dmp_client.delete(path, headers=headers)).status == 404
     kept = await dmp_client.get(f"/api/v1/devices/idfa/{other['id']}", headers=headers)
