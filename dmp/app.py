@@ -15,7 +15,8 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
-from dmp.audience_api import AUDIENCES, add_routes
+from dmp.app_keys import AUDIENCES, REDIS, SETTINGS, TAXONOMY
+from dmp.audience_api import add_routes
 from dmp.audience_build import IndexCache
 from dmp.audiences import Audiences
 from dmp.auth import TOKEN, auth_middleware, require
@@ -33,9 +34,6 @@ from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-REDIS = web.AppKey("redis", Redis)
-TAXONOMY = web.AppKey("taxonomy", Taxonomy)
 _EPOCH = dt.date(2020, 1, 1)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

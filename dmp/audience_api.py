@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dmp.audiences import Audiences
+from dmp.app_keys import AUDIENCES, REDIS
+from dmp.audience_targeting import publish, unpublish
 from dmp.auth import require
 from dmp.errors import AudienceError
 from dmp.reverse_analysis import Analysis, format_table, write_png
 
-AUDIENCES = web.AppKey("audiences", Audiences)
 _MAX_ID_LINES = 5_000_000
 
 
@@ -78,6 +78,7 @@ async def create_audience(request: web.Request) -> web.Response:
         audience = await audiences.combine(owner, name, _text(body, "operation"), sources)
     else:
         raise AudienceError("expression", "give an expression, ids, or an operation")
+    await publish(request.app[REDIS], audiences, audience)
     return _json(audience.to_dict(), status=201)
 
 
@@ -94,7 +95,9 @@ async def get_audience(request: web.Request) -> web.Response:
 
 
 async def delete_audience(request: web.Request) -> web.Response:
-    await request.app[AUDIENCES].delete(_owner(request), request.match_info["audience_id"])
+    audience_id = request.match_info["audience_id"]
+    await request.app[AUDIENCES].delete(_owner(request), audience_id)
+    await unpublish(request.app[REDIS], audience_id)
     return web.Response(status=204)
 
 
@@ -111,9 +114,10 @@ async def split_audience(request: web.Request) -> web.Response:
     seed = body.get("seed", 0)
     if not isinstance(seed, int):
         raise AudienceError("seed", "expected an integer")
-    parts = await request.app[AUDIENCES].split(
-        owner, request.match_info["audience_id"], ratios, names, seed
-    )
+    audiences = request.app[AUDIENCES]
+    parts = await audiences.split(owner, request.match_info["audience_id"], ratios, names, seed)
+    for part in parts:
+        await publish(request.app[REDIS], audiences, part)
     return _json([part.to_dict() for part in parts], status=201)
 
 

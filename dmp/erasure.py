@@ -50,6 +50,10 @@ async def erase_device(redis: Redis, device: DeviceId) -> Erased:
             for bucket, name in aliases:
                 pipe.hdel(bucket, name)
             removed += sum(int(n) for n in await pipe.execute())
-    await redis.delete(keys.scene_tags(primary), keys.frequency_counters(primary))
+    await redis.delete(
+        keys.scene_tags(primary),
+        keys.frequency_counters(primary),
+        keys.audience_memberships(primary),
+    )
     left = await forget_device(redis, primary)  # also bumps the DMP version for indexes
     return Erased(found=True, fields_removed=removed, audiences_left=left)

@@ -77,16 +77,19 @@ end
 local function counters_of(digest)
   return redis.call('HGETALL', 'dsp:f:{' .. bucket_of(digest) .. '}:' .. hex_of(digest))
 end
+local function audiences_of(digest)
+  return redis.call('SMEMBERS', 'dmp:m:{' .. bucket_of(digest) .. '}:' .. hex_of(digest))
+end
 for i = 1, #KEYS do
   local value, primary = find(KEYS[i], ARGV[i])
   if value then
-    return {value, scenes_of(primary), primary, counters_of(primary)}
+    return {value, scenes_of(primary), primary, counters_of(primary), audiences_of(primary)}
   end
 end
 local scenes = scenes_of(ARGV[1])
 local counters = counters_of(ARGV[1])
 if scenes ~= '' or #counters > 0 then
-  return {'', scenes, ARGV[1], counters}
+  return {'', scenes, ARGV[1], counters, {}}
 end
 return false
 """
@@ -120,6 +123,8 @@ class Found:
     primary: bytes = b""  # the digest the device is stored under (aliases followed)
     # The DSP's frequency counters of the device (``keys.frequency_counters``).
     counters: dict[str, int] = field(default_factory=dict)
+    # Member audiences the device belongs to (``dmp.audience_targeting``).
+    audiences: frozenset[str] = frozenset()
 
 
 class ProfileStore:
@@ -143,9 +148,10 @@ class ProfileStore:
         found = await self._lookup(keys=[keys.profile_bucket(d) for d in digests], args=digests)
         if not isinstance(found, list):
             return None
-        profile, scenes, primary, flat = found
+        profile, scenes, primary, flat, audiences = found
         counters = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return Found(profile or None, scenes or None, primary, counters)
+        members = frozenset(audience.decode() for audience in audiences)
+        return Found(profile or None, scenes or None, primary, counters, members)
 
     async def scan(self, batch: int = 256) -> AsyncIterator[tuple[bytes, bytes]]:
         """Every stored ``(primary digest, profile blob)``, aliases skipped, bucket by bucket."""

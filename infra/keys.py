@@ -25,10 +25,18 @@ SIGNING_KEY = b"dsp:signing-key"
 EVENTS = b"dsp:events"  # stream of win, impression and click events
 
 
+def _bucket(digest: bytes) -> int:
+    return int.from_bytes(digest[:2], "big") >> (16 - PROFILE_BUCKET_BITS)
+
+
 def profile_bucket(digest: bytes) -> bytes:
     """The hash holding the profile (or alias) of a device's 8-byte lookup digest."""
-    bucket = int.from_bytes(digest[:2], "big") >> (16 - PROFILE_BUCKET_BITS)
-    return b"dmp:p:{%04x}" % bucket
+    return b"dmp:p:{%04x}" % _bucket(digest)
+
+
+def _beside_profile(prefix: bytes, digest: bytes) -> bytes:
+    # A device's side keys share its profile bucket's hash tag: one slot, one lookup.
+    return prefix + b":{%04x}:" % _bucket(digest) + digest.hex().encode()
 
 
 def profile_field(digest: bytes) -> bytes:
@@ -50,15 +58,13 @@ def profile_digest(bucket: bytes, field: bytes) -> bytes:
 
 def scene_tags(digest: bytes) -> bytes:
     """A device's live scene tags, in the same slot as its profile bucket."""
-    bucket = int.from_bytes(digest[:2], "big") >> (16 - PROFILE_BUCKET_BITS)
-    return b"dmp:s:{%04x}:" % bucket + digest.hex().encode()
+    return _beside_profile(b"dmp:s", digest)
 
 
 def frequency_counters(digest: bytes) -> bytes:
     """The DSP's impression counters of a device (per campaign and cap window), beside its
     profile bucket so the bidder reads them in the same call."""
-    bucket = int.from_bytes(digest[:2], "big") >> (16 - PROFILE_BUCKET_BITS)
-    return b"dsp:f:{%04x}:" % bucket + digest.hex().encode()
+    return _beside_profile(b"dsp:f", digest)
 
 
 PROFILE_BUCKET_PATTERN = b"dmp:p:{*}"  # SCAN MATCH pattern of every profile bucket
@@ -165,3 +171,13 @@ def api_sequence(advertiser_id: str) -> str:
 def api_audit(advertiser_id: str) -> str:
     """Stream of an advertiser's audit entries: who changed what, when."""
     return f"dsp:{{adv:{advertiser_id}}}:audit"
+
+
+def audience_memberships(digest: bytes) -> bytes:
+    """Set of the targetable member audiences a device belongs to, beside its profile bucket
+    so the bidder reads it in the same call."""
+    return _beside_profile(b"dmp:m", digest)
+
+
+TARGETABLE_AUDIENCES = b"dmp:audiences:targetable"  # hash: audience id -> how to target it
+TARGETABLE_VERSION = b"dmp:audiences:targetable:version"  # bumped when that hash changes

@@ -12,7 +12,10 @@ from redis.asyncio import Redis
 
 from dmp.app import create_app
 from dmp.audience_build import bump_version
+from dmp.audience_targeting import targetable
+from dmp.ids import parse_device_id
 from dmp.ingest import ingest_records
+from dmp.profile_store import ProfileStore
 from dmp.taxonomy import Taxonomy
 from infra.settings import Settings
 from infra.tokens import create_token
@@ -152,3 +155,21 @@ async def test_bad_audience_payloads_get_422_naming_the_field(
     )
     assert answer.status == 422
     assert (await answer.json())["field"] == field
+
+
+async def test_created_audiences_are_published_for_the_bidder(client: Client, redis: Redis) -> None:
+    me = await headers(redis, "team-a")
+    upload = {"name": "crm", "ids": [f"idfa,{idfa(n)}" for n in (1, 2)]}
+    crm = await (await client.post("/api/v1/audiences", json=upload, headers=me)).json()
+    women = await (
+        await client.post(
+            "/api/v1/audiences", json={"name": "w", "expression": "base.gender.female"}, headers=me
+        )
+    ).json()
+    _, published = await targetable(redis)
+    assert published == {crm["id"]: None, women["id"]: "base.gender.female"}
+    member = parse_device_id("idfa", idfa(1)).key
+    found = await ProfileStore(redis).lookup([member])
+    assert found is not None and found.audiences == {crm["id"]}
+    assert (await client.delete(f"/api/v1/audiences/{women['id']}", headers=me)).status == 204
+    assert set((await targetable(redis))[1]) == {crm["id"]}
