@@ -46,8 +46,9 @@ def _say(message: str) -> None:
 
 
 @contextmanager
-def bidder_process(redis_url: str) -> Iterator[str]:
-    """A ``dsp serve`` child on a free port; terminated (gracefully) when the block ends."""
+def bidder_process(redis_url: str) -> Iterator[tuple[str, int]]:
+    """A ``dsp serve`` child on a free port, as (base URL, pid); terminated (gracefully) when
+    the block ends."""
     port = free_port()
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
     command = [sys.executable, "-m", "dsp.cli", "serve", "--port", str(port)]
@@ -57,7 +58,7 @@ def bidder_process(redis_url: str) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, child)
-        yield base
+        yield base, child.pid
     finally:
         child.terminate()
         try:
@@ -115,11 +116,14 @@ def _print_summary(summary: Summary) -> None:
 
 def run_demo(config: DemoConfig) -> int:
     started = time.monotonic()
-    with EmbeddedRedis() as url, tempfile.TemporaryDirectory(prefix="dsp-demo-") as tmp:
+    redis_server = EmbeddedRedis()
+    with redis_server as url, tempfile.TemporaryDirectory(prefix="dsp-demo-") as tmp:
+        started_pids = [redis_server.pid]
         _say(f"1/4 embedded Redis at {url}; seeding {config.devices:,} devices")
         population = uvloop.run(_seed(url, config, Path(tmp)))
         _say("2/4 starting the bidder")
-        with bidder_process(url) as base:
+        with bidder_process(url) as (base, bidder_pid):
+            started_pids.append(bidder_pid)
             _say(f"3/4 running {config.auctions:,} auctions at {config.qps:.0f}/s against {base}")
             run_config = RunConfig(
                 dsp_urls=[f"{base}/openrtb2/bid"],
@@ -134,5 +138,6 @@ def run_demo(config: DemoConfig) -> int:
             time.sleep(0.3)  # let the last notices land before reading the counters
         _say("4/4 CTR report by campaign")
         _say(uvloop.run(_report(url)))
-    _say(f"done in {time.monotonic() - started:.1f} s; everything started has been stopped")
+    pids = " ".join(str(pid) for pid in started_pids)
+    _say(f"done in {time.monotonic() - started:.1f} s; stopped everything started: pids {pids}")
     return 0

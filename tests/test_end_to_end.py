@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from redis.asyncio import Redis
@@ -66,5 +68,8 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "CTR report by campaign" in result.stdout
     assert "TOTAL" in result.stdout
-    leftovers = subprocess.run(["pgrep", "-f", "dsp.cli serve"], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == ""
+    pids = [int(pid) for pid in result.stdout.rsplit("pids", 1)[1].split()]
+    assert len(pids) == 2  # the embedded redis-server and the bidder
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
