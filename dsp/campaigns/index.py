@@ -27,6 +27,9 @@ TagPredicate = Callable[[Mapping[int, int]], bool]
 # Until a CTR model is trained (and for campaigns it knows nothing of), target-CPC bids
 # assume this click-through rate.
 PRIOR_CTR = 0.005
+# Member audiences are matched as pseudo tags numbered from here, far above taxonomy ids:
+# the bidder adds them to a device's tags from the memberships its lookup returned.
+MEMBER_TAG_BASE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class CampaignIndex:
         self.checked = 0  # lines needing a per-line check after the bitset filter
         self.campaign_lines: dict[str, int] = {}
         self.creatives: dict[tuple[str, str], Creative] = {}
+        self.member_tags: dict[str, int] = {}  # member audience id -> its pseudo tag
         for line in lines:
             self._add(line)
 
@@ -105,15 +109,24 @@ class CampaignIndex:
         cls,
         campaigns: Sequence[Campaign],
         taxonomy: Taxonomy,
-        audience_expressions: Mapping[str, str] | None = None,
+        audiences: Mapping[str, str | None] | None = None,
     ) -> CampaignIndex:
-        """Compile active campaigns; one whose targeting cannot compile is skipped, logged."""
+        """Compile active campaigns; one whose targeting cannot compile is skipped, logged.
+
+        ``audiences`` are the DMP's targetable audiences: id -> expression, or None for an
+        audience targeted by its members.
+        """
+        targetable = audiences or {}
+        member_tags = {
+            audience_id: MEMBER_TAG_BASE + n
+            for n, audience_id in enumerate(sorted(a for a, e in targetable.items() if e is None))
+        }
         compiled: list[tuple[Campaign, Creative, TagPredicate | None]] = []
         for campaign in campaigns:
             if not campaign.active:
                 continue
             try:
-                predicate = _compile_tags(campaign, taxonomy, audience_expressions or {})
+                predicate = _compile_tags(campaign, taxonomy, targetable, member_tags)
             except DmpError as error:
                 log.error("campaign skipped", extra={"campaign": campaign.id, "error": str(error)})
                 continue
@@ -127,6 +140,7 @@ class CampaignIndex:
             for bit, (campaign, creative, predicate) in enumerate(compiled)
         ]  # fmt: skip
         index = cls(lines)
+        index.member_tags = member_tags
         # Clicks on ads of paused campaigns still land: keep every creative reachable.
         for campaign in campaigns:
             for creative in campaign.creatives:
@@ -168,22 +182,32 @@ class CampaignIndex:
 
 
 def _compile_tags(
-    campaign: Campaign, taxonomy: Taxonomy, audiences: Mapping[str, str]
+    campaign: Campaign,
+    taxonomy: Taxonomy,
+    audiences: Mapping[str, str | None],
+    member_tags: Mapping[str, int],
 ) -> TagPredicate | None:
     """The campaign's tag expression AND (any of its audiences), as one predicate."""
-    parts: list[str] = []
-    if campaign.targeting.tags is not None:
-        parts.append(f"({campaign.targeting.tags})")
-    if campaign.targeting.audiences:
-        known = [audiences[a] for a in campaign.targeting.audiences if a in audiences]
-        if not known:
-            # Audiences the DMP cannot express as tags yet: no device qualifies, so the
-            # campaign does not bid rather than bid outside its audience.
-            return _never
-        parts.append("(" + " OR ".join(f"({text})" for text in known) + ")")
-    if not parts:
-        return None
-    return compile_expression(parse(" AND ".join(parts)), taxonomy)
+    tags = campaign.targeting.tags
+    own = None if tags is None else compile_expression(parse(tags), taxonomy)
+    wanted = campaign.targeting.audiences
+    if not wanted:
+        return own
+    expressions = [audiences[a] for a in wanted if audiences.get(a) is not None]
+    members = frozenset(member_tags[a] for a in wanted if a in member_tags)
+    if not expressions and not members:
+        # Audiences the DMP does not (or no longer) publish: no device qualifies, so the
+        # campaign does not bid rather than bid outside its audience.
+        return _never
+    text = " OR ".join(f"({expression})" for expression in expressions)
+    in_expression = compile_expression(parse(text), taxonomy) if text else _never
+
+    def in_audience(device_tags: Mapping[int, int]) -> bool:
+        return not members.isdisjoint(device_tags.keys()) or in_expression(device_tags)
+
+    if own is None:
+        return in_audience
+    return lambda device_tags: own(device_tags) and in_audience(device_tags)
 
 
 def _never(tags: Mapping[int, int]) -> bool:

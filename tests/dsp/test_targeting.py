@@ -147,3 +147,17 @@ def test_audiences_the_dmp_cannot_resolve_keep_the_campaign_from_bidding() -> No
     female = TAXONOMY.tag("base.gender.female").id
     index = CampaignIndex.build([c], TAXONOMY, {"aud-1": "base.gender.female"})
     assert decide(parsed(), Profile(tags={female: 100}), index, Moment(), {}) != []
+
+
+def test_member_audiences_match_devices_carrying_their_pseudo_tag() -> None:
+    payload = campaign("c1")
+    payload["targeting"] = {"audiences": ["crm-list", "lookalike"], "tags": "base.gender.female"}
+    c = campaign_from_dict(payload)
+    index = CampaignIndex.build([c], TAXONOMY, {"crm-list": None, "lookalike": "interest.travel"})
+    female = TAXONOMY.tag("base.gender.female").id
+    travel = TAXONOMY.tag("interest.travel.outbound").id
+    member = index.member_tags["crm-list"]
+    assert decide(parsed(), Profile(tags={female: 100, member: 100}), index, Moment(), {}) != []
+    assert decide(parsed(), Profile(tags={female: 100, travel: 100}), index, Moment(), {}) != []
+    assert decide(parsed(), Profile(tags={female: 100}), index, Moment(), {}) == []
+    assert decide(parsed(), Profile(tags={member: 100}), index, Moment(), {}) == []
