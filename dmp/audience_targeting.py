@@ -9,8 +9,6 @@ reads the set in its one lookup. Members are the audience's devices when it is p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import orjson
 from redis.asyncio import Redis
 
@@ -57,21 +55,3 @@ async def unpublish(redis: Redis, audience_id: str) -> None:
         pipe.hdel(keys.TARGETABLE_AUDIENCES, audience_id)
         pipe.incr(keys.TARGETABLE_VERSION)
         await pipe.execute()
-
-
-async def targetable(redis: Redis) -> tuple[int, dict[str, str | None]]:
-    """For bidders: the version, and audience id -> expression (None: target by members)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(keys.TARGETABLE_VERSION)
-        pipe.hgetall(keys.TARGETABLE_AUDIENCES)
-        version, entries = await pipe.execute()
-    return int(version or 0), _read(entries)
-
-
-def _read(entries: Mapping[bytes, bytes]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for audience_id, raw in entries.items():
-        entry = orjson.loads(raw)
-        expression = entry.get("expression")
-        found[audience_id.decode()] = expression if isinstance(expression, str) else None
-    return found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,11 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
 
 from dmp.profile_store import ProfileStore
 from dmp.taxonomy import Taxonomy
 from dsp.api import setup_api
 from dsp.bidder.handler import Bidder
+from dsp.budget.keeper import BudgetKeeper
 from dsp.campaigns.live import LiveCampaigns
 from dsp.errors import BadNotice, BadSignature, DspError, InvalidBidRequest, InvalidCampaign
 from dsp.metrics import Metrics
@@ -32,6 +33,7 @@ TAXONOMY = web.AppKey("taxonomy", Taxonomy)
 METRICS = web.AppKey("metrics", Metrics)
 REDIS = web.AppKey("redis", Redis)
 LIVE = web.AppKey("live", LiveCampaigns)
+BUDGET = web.AppKey("budget", BudgetKeeper)
 BIDDER = web.AppKey("bidder", Bidder)
 TRACKING = web.AppKey("tracking", Tracking)
 
@@ -79,23 +81,49 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel background tasks and wait until they end. A cancellation can be lost inside a
+    library (one that catches it mid-call); a task still running is cancelled again."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, redis, metrics = app[SETTINGS], app[REDIS], app[METRICS]
-    live = LiveCampaigns(app[TAXONOMY])
+    budget = BudgetKeeper(redis, settings, metrics=metrics)
+    await budget.warm_up()
+    live = LiveCampaigns(app[TAXONOMY], budget)
     await live.refresh(redis)
     signer = LinkSigner(await _signing_key(redis, settings.signing_key), settings.base_url)
-    ledger = Ledger(redis, ttl_s=settings.notice_ttl_s, stream_maxlen=settings.event_stream_maxlen)
+    ledger = Ledger(
+        redis,
+        ttl_s=settings.notice_ttl_s,
+        stream_maxlen=settings.event_stream_maxlen,
+        settlements_ttl_s=max(60, round(4 * settings.budget_lease_ttl_s)),
+    )
     profiles = ProfileStore(redis)
     await profiles.warm_up()
     await ledger.warm_up()
     app[LIVE] = live
-    app[BIDDER] = Bidder(settings, profiles, live, signer, metrics)
-    app[TRACKING] = Tracking(settings, signer, ledger, live, metrics)
-    refresher = asyncio.create_task(live.run(redis, settings.campaign_refresh_s))
+    app[BUDGET] = budget
+    app[BIDDER] = Bidder(settings, profiles, live, signer, metrics, budget)
+    app[TRACKING] = Tracking(settings, signer, ledger, live, metrics, budget)
+    tasks = [
+        asyncio.create_task(live.run(redis, settings.campaign_refresh_s)),
+        asyncio.create_task(budget.run(settings.campaign_refresh_s)),
+    ]
     yield
-    refresher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await refresher
+    await _stop(tasks)
+    try:
+        await budget.close()  # unreserved money goes back to the budgets at once
+    except RedisError as error:
+        log.warning("budget leases not given back", extra={"error": str(error)})
 
 
 async def _bid(request: web.Request) -> web.Response:
@@ -104,6 +132,10 @@ async def _bid(request: web.Request) -> web.Response:
 
 async def _win(request: web.Request) -> web.Response:
     return await request.app[TRACKING].win(request)
+
+
+async def _loss(request: web.Request) -> web.Response:
+    return await request.app[TRACKING].loss(request)
 
 
 async def _imp(request: web.Request) -> web.Response:
@@ -131,6 +163,7 @@ def create_app(settings: Settings, taxonomy: Taxonomy | None = None) -> web.Appl
     app.cleanup_ctx.extend([_redis_ctx, _services_ctx])
     app.router.add_post("/openrtb2/bid", _bid)
     app.router.add_get("/win", _win)
+    app.router.add_get("/loss", _loss)
     app.router.add_get("/imp", _imp)
     app.router.add_get("/click", _click)
     app.router.add_get("/healthz", _healthz)

@@ -13,6 +13,7 @@ import uvloop
 from redis.asyncio import Redis
 
 from dsp.admin import ADMIN_COMMANDS, add_admin_commands, run_admin
+from dsp.budget.pacing_cli import add_pacing_command
 from dsp.campaigns.store import load_campaigns, save_campaigns
 from dsp.errors import InvalidCampaign
 from dsp.reporting.report import DIMENSIONS, build_report, format_report
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     campaigns.add_argument("file", nargs="?", type=Path, help="JSON array or JSON Lines (load)")
     _redis_option(campaigns)
     add_admin_commands(commands)
+    add_pacing_command(commands)
     return parser
 
 
@@ -107,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(level or settings.log_level, json=settings.log_json)
     if args.command in ADMIN_COMMANDS:
         return run_admin(args, settings)
+    if args.command == "pacing-sim":
+        return int(args.run(args))
     redis_url = getattr(args, "redis_url", None) or settings.redis_url
     if args.command == "serve":
         from dsp.serve import serve

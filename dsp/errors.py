@@ -5,6 +5,7 @@ DspError
  +-- InvalidCampaign     a campaign payload that fails validation (HTTP 422), with its field path
  +-- BadSignature        a tracking link whose signature does not match (HTTP 403)
  +-- BadNotice           a tracking link with missing or malformed fields (HTTP 400)
+      +-- UnknownAuction  a signed money notice naming a bid we never made (HTTP 400)
 """
 
 
@@ -37,6 +38,15 @@ class BadNotice(DspError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class UnknownAuction(BadNotice):
+    """A win or billing notice whose budget lease was never granted: no bid of ours."""
+
+    def __init__(self, auction_id: str, imp_id: str) -> None:
+        super().__init__("k", "no bid of this DSP was reserved for this auction")
+        self.auction_id = auction_id
+        self.imp_id = imp_id
 
 
 # Errors of the advertiser API (dsp/api), each answered with its own status:

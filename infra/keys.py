@@ -173,6 +173,31 @@ def api_audit(advertiser_id: str) -> str:
     return f"dsp:{{adv:{advertiser_id}}}:audit"
 
 
+# Budgets (dsp/budget). A campaign's money keys all carry ``{c:ID}``: granting a lease, charging
+# a win and reading what is left touch them together in one Lua script.
+
+
+def campaign_leases(campaign_id: str) -> str:
+    """Hash of a campaign's budget leases: ``<lease>|granted``, ``<lease>|charged``,
+    ``<lease>|day``, and the budgets the last grant saw (``budget|daily``, ``budget|total``)."""
+    return f"dsp:{{c:{campaign_id}}}:leases"
+
+
+def campaign_lease_expiry(campaign_id: str) -> str:
+    """Sorted set of a campaign's leases scored by expiry (Redis time, milliseconds)."""
+    return f"dsp:{{c:{campaign_id}}}:lease-expiry"
+
+
+def lease_resolved(campaign_id: str, lease: str) -> str:
+    """List of a lease's settled reservations (charged or lost), drained by its process."""
+    return f"dsp:{{c:{campaign_id}}}:resolved:{lease}"
+
+
+def campaign_overdelivery(campaign_id: str, day: str) -> str:
+    """Micros won on one day (``YYYYMMDD``, the campaign's zone) beyond its budget: not charged."""
+    return f"dsp:{{c:{campaign_id}}}:overdelivery:{day}"
+
+
 def audience_memberships(digest: bytes) -> bytes:
     """Set of the targetable member audiences a device belongs to, beside its profile bucket
     so the bidder reads it in the same call."""

@@ -30,6 +30,16 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(name, f"expected an integer, got {raw!r}") from None
 
 
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
+
+
 def _fx(raw: str | None) -> Mapping[str, Decimal]:
     """``EUR=0.92,CNY=7.2`` on top of the defaults."""
     rates = dict(DEFAULT_FX_PER_USD)
@@ -67,6 +77,14 @@ class Settings:
     campaign_refresh_s: float = 0.25
     notice_ttl_s: int = 7 * 86400
     click_window_s: int = 3600
+    # Budgets (dsp/budget). A bid reserves its highest cost from a lease this process holds on
+    # the campaign's budget; the reservation lasts ``notice_timeout_s`` (then the bid counts as
+    # lost, and a win arriving later is charged and flagged late). A lease holds at most
+    # ``budget_lease_bp`` basis points of the daily budget unspent, and lapses
+    # ``budget_lease_ttl_s`` after its last renewal: what a crashed process held comes back then.
+    notice_timeout_s: float = 30.0
+    budget_lease_ttl_s: float = 60.0
+    budget_lease_bp: int = 100
     fx_per_usd: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_FX_PER_USD))
     log_level: str = "INFO"
     log_json: bool = True
@@ -85,10 +103,22 @@ class Settings:
             default_tmax_ms=_int(environ, "DSP_DEFAULT_TMAX_MS", base.default_tmax_ms),
             tmax_margin_ms=_int(environ, "DSP_TMAX_MARGIN_MS", base.tmax_margin_ms),
             event_stream_maxlen=_int(environ, "DSP_EVENT_STREAM_MAXLEN", base.event_stream_maxlen),
+            campaign_refresh_s=_float(environ, "DSP_CAMPAIGN_REFRESH_S", base.campaign_refresh_s),
+            notice_timeout_s=_float(environ, "DSP_NOTICE_TIMEOUT_S", base.notice_timeout_s),
+            budget_lease_ttl_s=_float(environ, "DSP_BUDGET_LEASE_TTL_S", base.budget_lease_ttl_s),
+            budget_lease_bp=_int(environ, "DSP_BUDGET_LEASE_BP", base.budget_lease_bp),
             fx_per_usd=_fx(environ.get("DSP_FX_PER_USD")),
             log_level=environ.get("LOG_LEVEL", base.log_level).upper(),
             log_json=environ.get("LOG_FORMAT", "json").lower() != "text",
         )
+
+    def __post_init__(self) -> None:
+        # A lease must outlive the reservations made under it, or a crashed process's last
+        # bids could win after their money went back to the budget.
+        if self.budget_lease_ttl_s <= self.notice_timeout_s:
+            raise ConfigError("DSP_BUDGET_LEASE_TTL_S", "must be longer than DSP_NOTICE_TIMEOUT_S")
+        if not 1 <= self.budget_lease_bp <= 10_000:
+            raise ConfigError("DSP_BUDGET_LEASE_BP", "must be between 1 and 10000")
 
     def replace(self, **changes: object) -> Settings:
         """A copy with command-line overrides applied (``None`` means: keep the current value)."""

@@ -150,6 +150,16 @@ CAMPAIGN_INPUT: Schema = _obj(
         "end": DATE_TIME,
         "bid": ref("Bid"),
         "budget": ref("Budget"),
+        "billing": {
+            "enum": ["nurl", "burl"],
+            "default": "nurl",
+            "description": "charge on the win notice, or on the exchange's billing notice",
+        },
+        "pacing": {
+            "enum": ["asap", "even"],
+            "default": "asap",
+            "description": "spend as traffic comes, or spread the daily budget over the day",
+        },
         "targeting": ref("Targeting"),
         "creative_ids": _list(OBJECT_ID, 100, min_items=1),
     },

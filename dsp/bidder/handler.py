@@ -1,12 +1,14 @@
-"""``POST /openrtb2/bid``: bytes -> parse -> one Redis round trip -> decide -> encode.
+"""``POST /openrtb2/bid``: bytes -> parse -> one Redis round trip -> decide -> reserve -> encode.
 
 Whatever happens after parsing, the answer is a bid or a 204 inside the request's tmax:
-a slow or absent Redis, or a bug, costs a no-bid, never a late answer or a 500.
+a slow or absent Redis, or a bug, costs a no-bid, never a late answer or a 500. A bid is
+only made against money set aside for it, from this process's budget lease, without I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -15,12 +17,13 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from dmp.profile import Profile, ProfileFormatError, day_number, decode
+from dmp.profile import UNSCORED, Profile, ProfileFormatError, day_number, decode
 from dmp.profile_store import ProfileStore
 from dmp.scene_codec import live_scene_tags
 from dsp.bidder.decide import decide
 from dsp.bidder.openrtb import BidRequest, parse_bid_request
-from dsp.bidder.response import bid_response, response_currency
+from dsp.bidder.response import Admitted, bid_response, response_currency
+from dsp.budget.keeper import BudgetKeeper
 from dsp.campaigns.live import LiveCampaigns
 from dsp.errors import InvalidBidRequest
 from dsp.metrics import Metrics
@@ -28,6 +31,9 @@ from dsp.tracking.links import LinkSigner
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Decisions per request: a campaign the budget or pacing turns down gives way to the next best.
+_ADMIT_ROUNDS = 3
 
 
 def no_bid() -> web.Response:
@@ -55,6 +61,7 @@ class Bidder:
     live: LiveCampaigns
     signer: LinkSigner
     metrics: Metrics
+    budget: BudgetKeeper
 
     def _budget_s(self, bid_request: BidRequest) -> float:
         tmax = bid_request.tmax_ms
@@ -75,6 +82,11 @@ class Bidder:
             profile = Profile()
         if found.scenes:
             profile.tags.update(live_scene_tags(found.scenes, int(now // 60)))
+        if found.audiences:
+            member_tags = self.live.index.member_tags
+            for audience in found.audiences:
+                if (tag := member_tags.get(audience)) is not None:
+                    profile.tags[tag] = UNSCORED
         return Device(profile, found.counters, found.primary.hex())
 
     async def answer(self, bid_request: BidRequest, started: float) -> web.Response:
@@ -93,15 +105,41 @@ class Bidder:
             self.metrics.count("redis_errors")
             log.warning("profile lookup failed", extra={"error": str(error)})
             return no_bid()
-        bids = decide(bid_request, device.profile, live.index, live.moment, device.counters)
-        if not bids:
+        admitted = self._admit(bid_request, device, live)
+        if not admitted:
             return no_bid()
         response = bid_response(
-            bid_request, bids, signer=self.signer, currency=currency,
-            rate=self.settings.fx_per_usd[currency], device=device.key, now=int(time.time()),
+            bid_request, admitted, signer=self.signer, currency=currency,
+            rate=self.settings.fx_per_usd[currency], device=device.key,
+            now_ms=int(time.time() * 1000),
         )  # fmt: skip
-        self.metrics.count("bids", len(bids))
+        self.metrics.count("bids", len(admitted))
         return web.Response(body=orjson.dumps(response), content_type="application/json")
+
+    def _admit(
+        self, bid_request: BidRequest, device: Device, live: LiveCampaigns
+    ) -> list[Admitted]:
+        """The best line per imp whose campaign has money reserved for the bid (and whose
+        pacing lets it bid now); a campaign turned down is blocked and the imp decided again."""
+        moment, admitted = live.moment, dict[str, Admitted]()
+        for _ in range(_ADMIT_ROUNDS):
+            refused = []
+            for bid in decide(bid_request, device.profile, live.index, moment, device.counters):
+                if bid.imp.id in admitted:
+                    continue
+                line = bid.line
+                reservation = self.budget.reserve(
+                    line.campaign, bid_request.id, bid.imp.id, line.price_micros
+                )
+                if reservation is None:
+                    refused.append(line.campaign.id)
+                else:
+                    admitted[bid.imp.id] = Admitted(bid, reservation)
+            if not refused:
+                break
+            blocked = moment.blocked_lines | live.index.lines_of(refused)
+            moment = dataclasses.replace(moment, blocked_lines=blocked)
+        return list(admitted.values())
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()

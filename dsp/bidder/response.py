@@ -1,13 +1,18 @@
-"""The OpenRTB BidResponse for a decision: prices in the exchange's currency, signed links."""
+"""The OpenRTB BidResponse for a decision: prices in the exchange's currency, signed links.
+
+Every bid in it has money reserved for it; its links name the lease the money came from.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 from dsp.bidder.decide import Bid
 from dsp.bidder.markup import markup
 from dsp.bidder.openrtb import BidRequest
+from dsp.budget.keeper import Reservation
 from dsp.tracking.links import LinkSigner, Notice
 
 SEAT = "rtb-dsp"
@@ -27,37 +32,40 @@ def price_in(currency_rate: Decimal, usd_micros: int) -> float:
     return float(price)
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A bid the budget has set money aside for."""
+
+    bid: Bid
+    reservation: Reservation
+
+
 def bid_response(
     request: BidRequest,
-    bids: Sequence[Bid],
+    admitted: Sequence[Admitted],
     *,
     signer: LinkSigner,
     currency: str,
     rate: Decimal,
     device: str,
-    now: int,
+    now_ms: int,
 ) -> dict[str, object]:
     answers = []
-    for bid in bids:
+    for bid, reservation in ((a.bid, a.reservation) for a in admitted):
         line, creative = bid.line, bid.line.creative
         notice = Notice(
-            request.id,
-            bid.imp.id,
-            line.campaign.id,
-            creative.id,
-            device,
-            line.price_micros,
-            currency,
-            now,
-        )
-        win_url, imp_url, click_url = signer.links(notice)
+            request.id, bid.imp.id, line.campaign.id, creative.id, device, line.price_micros,
+            currency, now_ms, reservation.keeper_id, reservation.day, line.campaign.billing,
+        )  # fmt: skip
+        links = signer.links(notice)
         answer: dict[str, object] = {
             "id": f"{request.id}:{bid.imp.id}",
             "impid": bid.imp.id,
             "price": price_in(rate, line.price_micros),
-            "adm": markup(creative, bid.imp.native, imp_url, click_url),
-            "nurl": win_url,
-            "burl": win_url + "&n=burl",
+            "adm": markup(creative, bid.imp.native, links.impression, links.click),
+            "nurl": links.win,
+            "burl": links.billing,
+            "lurl": links.loss,
             "adomain": list(creative.adomain),
             "cid": line.campaign.id,
             "crid": creative.id,

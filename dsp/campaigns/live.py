@@ -2,8 +2,10 @@
 
 The task polls a version counter (one small GET) and rebuilds the index only when
 campaigns changed; it also re-reads spend and the clock, so campaigns whose budget is used
-up, or that are outside their dates, daypart or quiet hours, stop bidding. Requests only
-ever read the current ``LiveCampaigns`` attributes.
+up, or that are outside their dates, daypart or quiet hours, stop bidding. With a budget
+keeper, the same pipeline drains the keeper's settlements and renews its leases, and pacing
+is updated from the spend it read. Requests only ever read the current ``LiveCampaigns``
+attributes.
 """
 
 from __future__ import annotations
@@ -15,45 +17,58 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from dmp.audience_registry import targetable
 from dmp.taxonomy import Taxonomy
 from dsp.bidder.decide import Moment
+from dsp.budget.days import budget_day
+from dsp.budget.keeper import BudgetKeeper, Spent
 from dsp.campaigns.index import CampaignIndex
 from dsp.campaigns.model import Campaign
 from dsp.campaigns.schedule import cap_field, may_bid_at
-from dsp.campaigns.store import campaigns_version, load_campaigns, spent_micros
+from dsp.campaigns.store import load_campaigns
+from infra import keys
 
 log = logging.getLogger(__name__)
 
 
 class LiveCampaigns:
-    def __init__(self, taxonomy: Taxonomy) -> None:
+    def __init__(self, taxonomy: Taxonomy, budget: BudgetKeeper | None = None) -> None:
         self.taxonomy = taxonomy
+        self.budget = budget
         self.version = -1
+        self.audiences_version = -1
         self.campaigns: list[Campaign] = []
         self.by_id: dict[str, Campaign] = {}
         self.index = CampaignIndex.build([], taxonomy)
         self.moment = Moment()
 
     async def refresh(self, redis: Redis, now: float | None = None) -> None:
-        version = await campaigns_version(redis)
-        if version != self.version:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.CAMPAIGNS_VERSION)
+            pipe.get(keys.TARGETABLE_VERSION)
+            version, audiences_version = (int(v or 0) for v in await pipe.execute())
+        if (version, audiences_version) != (self.version, self.audiences_version):
             version, campaigns = await load_campaigns(redis)
+            audiences_version, audiences = await targetable(redis)
             # Built off to the side and swapped in whole: a request sees old or new, not half.
-            self.index = CampaignIndex.build(campaigns, self.taxonomy)
+            self.index = CampaignIndex.build(campaigns, self.taxonomy, audiences)
             self.campaigns, self.version = campaigns, version
+            self.audiences_version = audiences_version
             self.by_id = {campaign.id: campaign for campaign in campaigns}
             log.info("campaigns loaded", extra={"version": version, "lines": len(self.index.lines)})
         await self._refresh_moment(redis, time.time() if now is None else now)
 
     async def _refresh_moment(self, redis: Redis, now: float) -> None:
-        day = time.strftime("%Y%m%d", time.gmtime(now))
         active = [c for c in self.campaigns if c.active]
-        spent = await spent_micros(redis, [c.id for c in active], day)
+        if self.budget is not None:
+            spent = await self.budget.refresh(active, now)
+        else:
+            spent = await _spent(redis, active, now)
         paused = [
             c.id
             for c in active
-            if spent[c.id][0] >= c.budget_total_micros
-            or spent[c.id][1] >= c.budget_daily_micros
+            if spent[c.id].total >= c.budget_total_micros
+            or spent[c.id].today >= c.budget_daily_micros
             or not may_bid_at(c, now)
         ]
         cap_fields = {c.id: field for c in active if (field := cap_field(c, now)) is not None}
@@ -67,3 +82,16 @@ class LiveCampaigns:
                 await self.refresh(redis)
             except RedisError as error:
                 log.warning("campaign refresh failed", extra={"error": str(error)})
+
+
+async def _spent(redis: Redis, campaigns: list[Campaign], now: float) -> dict[str, Spent]:
+    """Spend of each campaign, today in its own zone, in one round trip (no keeper)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for campaign in campaigns:
+            pipe.get(keys.campaign_spent(campaign.id))
+            pipe.get(keys.campaign_spent_day(campaign.id, budget_day(campaign, now)))
+        values = await pipe.execute()
+    return {
+        c.id: Spent(int(values[2 * i] or 0), int(values[2 * i + 1] or 0))
+        for i, c in enumerate(campaigns)
+    }

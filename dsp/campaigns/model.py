@@ -26,6 +26,16 @@ class BidStrategy(StrEnum):
     TARGET_CPC = "target_cpc"  # bid = target CPC x predicted CTR, capped at max_cpm
 
 
+class Billing(StrEnum):
+    NURL = "nurl"  # charged on the win notice
+    BURL = "burl"  # charged on the billing notice, sent when the ad renders
+
+
+class Pacing(StrEnum):
+    ASAP = "asap"  # bid whenever there is money
+    EVEN = "even"  # spread the daily budget over the day, following the traffic forecast
+
+
 class CapWindow(StrEnum):
     HOUR = "hour"
     DAY = "day"
@@ -101,6 +111,8 @@ class Campaign:
     timezone: str = "UTC"
     start: float | None = None  # unix seconds
     end: float | None = None
+    billing: Billing = Billing.NURL
+    pacing: Pacing = Pacing.ASAP
 
     @property
     def active(self) -> bool:

@@ -14,11 +14,13 @@ from dmp.errors import DmpError
 from dmp.tag_expression import parse
 from dsp.campaigns.model import (
     BidStrategy,
+    Billing,
     Campaign,
     CapWindow,
     Creative,
     CreativeFormat,
     FrequencyCap,
+    Pacing,
     Radius,
     Status,
     Targeting,
@@ -247,4 +249,6 @@ def campaign_from_dict(data: object) -> Campaign:
         timezone=_timezone(reader),
         start=start,
         end=end,
+        billing=reader.choice("billing", Billing, "nurl"),
+        pacing=reader.choice("pacing", Pacing, "asap"),
     )

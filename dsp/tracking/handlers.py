@@ -1,4 +1,10 @@
-"""``GET /win``, ``/imp`` and ``/click``: verify the link, record once, answer the browser."""
+"""``GET /win``, ``/loss``, ``/imp`` and ``/click``: verify the link, record once, answer.
+
+``/win`` is both the win notice (nurl) and, marked ``n=burl``, the billing notice (burl).
+The campaign's billing mode, signed into the link, says which of the two charges: a
+``nurl`` campaign is charged by whichever comes first (they count as one notice), a
+``burl`` campaign only by the billing notice, the win notice just counting the win.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from dsp.budget.keeper import BudgetKeeper
 from dsp.campaigns.live import LiveCampaigns
+from dsp.campaigns.model import Billing
 from dsp.campaigns.schedule import cap_field, cap_ttl_s
 from dsp.errors import BadNotice
 from dsp.metrics import Metrics
-from dsp.tracking.ledger import CapCount, Ledger, charge_micros
+from dsp.tracking.ledger import CapCount, EventKind, Ledger, charge_micros
 from dsp.tracking.links import PRICE_MACRO, LinkSigner, Notice
 from infra.settings import Settings
 
@@ -27,9 +35,14 @@ class Tracking:
     ledger: Ledger
     live: LiveCampaigns
     metrics: Metrics
+    budget: BudgetKeeper
 
     async def win(self, request: web.Request) -> web.Response:
-        """The win notice (nurl) or billing notice (burl): charges once per auction and imp."""
+        """The win notice (nurl) or billing notice (burl): charges once per auction and imp.
+
+        A notice arriving after the bid's reservation ended (``notice_timeout_s``) is still
+        charged, within the budget, and answered ``"late": true``.
+        """
         notice = self.signer.verify(request.query, "win")
         price = request.query.get("p", "")
         if not price or price == PRICE_MACRO:
@@ -38,11 +51,36 @@ class Tracking:
         if rate is None:
             raise BadNotice("x", f"no exchange rate for {notice.currency}")
         amount = charge_micros(price, rate, notice.bid_micros)
-        recorded = await self.ledger.record("win", notice, amount_micros=amount)
-        self.metrics.count("wins" if recorded.counted else "duplicate_wins")
-        return web.json_response(
-            {"charged_micros": amount if recorded.counted else 0, "duplicate": not recorded.counted}
+        billing = request.query.get("n") == "burl"
+        charges = billing or notice.billing != Billing.BURL
+        kind: EventKind = "bill" if billing and notice.billing == Billing.BURL else "win"
+        age_ms = time.time() * 1000 - notice.issued_ms
+        late = charges and age_ms > self.settings.notice_timeout_s * 1000
+        recorded = await self.ledger.record(
+            kind, notice, amount_micros=amount if charges else 0, settles=charges, late=late
         )
+        self.metrics.count(f"{kind}s" if recorded.counted else f"duplicate_{kind}s")
+        if recorded.counted and late:
+            self.metrics.count(f"late_{kind}s")
+        return web.json_response(
+            {
+                "charged_micros": recorded.charged_micros,
+                "overdelivered_micros": recorded.overdelivered_micros,
+                "duplicate": not recorded.counted,
+                "late": late and recorded.counted,
+            }
+        )
+
+    async def loss(self, request: web.Request) -> web.Response:
+        """The loss notice (lurl): the bid's reservation ends now rather than at its timeout."""
+        notice = self.signer.verify(request.query, "loss")
+        ours = self.budget.release(
+            notice.keeper, notice.day, notice.campaign_id, notice.auction_id, notice.imp_id
+        )
+        if not ours:
+            await self.ledger.loss(notice)  # the owning process settles it on its refresh
+        self.metrics.count("losses")
+        return web.Response(status=204)
 
     async def impression(self, request: web.Request) -> web.Response:
         notice = self.signer.verify(request.query, "imp")

@@ -3,6 +3,12 @@
 The script marks the notice as seen (SET NX with a time to live), and only the first
 caller goes on to move money, bump the report counters and append the event: a notice
 fired ten times charges once, and a crash between those steps cannot happen inside Redis.
+
+A money notice (win or billing) names the budget lease its bid was reserved from. The script
+refuses a lease that was never granted (no bid of ours, an unknown auction), charges the
+lease, never charges the campaign beyond its daily or total budget (a win arriving after its
+lease lapsed is recorded as overdelivery instead), and queues the settlement for the process
+that owns the lease, so it can end the bid's reservation.
 """
 
 from __future__ import annotations
@@ -15,29 +21,71 @@ from typing import Literal
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from dsp.errors import BadNotice
+from dsp.errors import BadNotice, UnknownAuction
 from dsp.tracking.links import Notice
 from infra import keys
 
-EventKind = Literal["win", "imp", "click"]
+EventKind = Literal["win", "bill", "imp", "click"]
 
+# KEYS: 1 seen, 2 stats, 3 events, 4 spent total, 5 spent on the budget day, 6 frequency
+#       counters, 7 leases, 8 the lease's settlements, 9 overdelivery of the budget day
+# ARGV: 1 seen ttl, 2 stats prefix, 3 kind, 4 amount, 5 stream maxlen, 6 cap field, 7 cap ttl,
+#       8 lease ('' = not a money notice), 9 settlement ('' = none), 10 settlements ttl,
+#       11 late ('1' or ''), 12.. event fields
 _RECORD_LUA = """
+local function int(n) return string.format('%d', n) end
+local lease = ARGV[8]
+if lease ~= '' and redis.call('HEXISTS', KEYS[7], lease .. '|granted') == 0 then
+  return {-1, 0}
+end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
+  return {0, 0}
 end
 redis.call('HINCRBY', KEYS[2], ARGV[2] .. ARGV[3], 1)
-local amount = tonumber(ARGV[4])
+if ARGV[11] ~= '' then
+  redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'late', 1)
+end
+local amount, charged = tonumber(ARGV[4]), 0
 if amount > 0 then
-  redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'spend', amount)
-  redis.call('INCRBY', KEYS[4], amount)
-  redis.call('INCRBY', KEYS[5], amount)
-  redis.call('EXPIRE', KEYS[5], 8 * 86400)
+  charged = amount
+  if lease ~= '' then
+    redis.call('HINCRBY', KEYS[7], lease .. '|charged', amount)
+    local daily = tonumber(redis.call('HGET', KEYS[7], 'budget|daily') or '0')
+    local total = tonumber(redis.call('HGET', KEYS[7], 'budget|total') or '0')
+    local room = math.min(daily - tonumber(redis.call('GET', KEYS[5]) or '0'),
+                          total - tonumber(redis.call('GET', KEYS[4]) or '0'))
+    charged = math.max(math.min(amount, room), 0)
+  end
+  if charged > 0 then
+    redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'spend', charged)
+    redis.call('INCRBY', KEYS[4], charged)
+    redis.call('INCRBY', KEYS[5], charged)
+    redis.call('EXPIRE', KEYS[5], 8 * 86400)
+  end
+  if charged < amount then
+    redis.call('INCRBY', KEYS[9], amount - charged)
+    redis.call('EXPIRE', KEYS[9], 8 * 86400)
+  end
+end
+if ARGV[9] ~= '' then
+  redis.call('RPUSH', KEYS[8], int(amount) .. '\\31' .. ARGV[9])
+  redis.call('EXPIRE', KEYS[8], ARGV[10])
 end
 if ARGV[6] ~= '' then
   redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
   redis.call('EXPIRE', KEYS[6], ARGV[7])
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 8))
+local event = {unpack(ARGV, 12)}
+event[#event + 1] = 'price_micros'
+event[#event + 1] = int(charged)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(event))
+return {1, charged}
+"""
+
+# A loss notice: the bid's reservation can end now rather than at its timeout.
+_LOSS_LUA = """
+redis.call('RPUSH', KEYS[1], '0\\31' .. ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
@@ -69,17 +117,29 @@ class CapCount:
 @dataclass(frozen=True, slots=True)
 class Recorded:
     counted: bool  # False: this notice was seen before and changed nothing
+    charged_micros: int = 0  # what the campaign was charged (a win within its budget: all)
+    overdelivered_micros: int = 0  # won beyond the budget: recorded, not charged
+
+
+def settlement(notice: Notice) -> str:
+    """How a lease's owner finds the bid a settlement ends: imp id, then auction id."""
+    return f"{notice.imp_id}\x1f{notice.auction_id}"
 
 
 class Ledger:
-    def __init__(self, redis: Redis, *, ttl_s: int, stream_maxlen: int) -> None:
+    def __init__(
+        self, redis: Redis, *, ttl_s: int, stream_maxlen: int, settlements_ttl_s: int = 600
+    ) -> None:
         self._redis = redis
         self._record: AsyncScript = redis.register_script(_RECORD_LUA)
+        self._loss: AsyncScript = redis.register_script(_LOSS_LUA)
         self._ttl_s = ttl_s
         self._maxlen = stream_maxlen
+        self._settlements_ttl_s = settlements_ttl_s
 
     async def warm_up(self) -> None:
         await self._redis.script_load(_RECORD_LUA)
+        await self._redis.script_load(_LOSS_LUA)
 
     async def record(
         self,
@@ -90,30 +150,53 @@ class Ledger:
         ttl_s: int | None = None,
         now: float | None = None,
         cap: CapCount | None = None,
+        settles: bool = False,
+        late: bool = False,
     ) -> Recorded:
-        """Count a notice once per auction and imp (and charge ``amount_micros`` if a win)."""
+        """Count a notice once per auction and imp (and charge ``amount_micros`` if a win).
+
+        Win and billing notices must name a lease that was granted (``UnknownAuction``
+        otherwise); ``settles`` tells the lease's owner that the bid's reservation is over.
+        """
         now = time.time() if now is None else now
-        utc = time.gmtime(now)
-        hour, day = time.strftime("%Y%m%d%H", utc), time.strftime("%Y%m%d", utc)
+        hour = time.strftime("%Y%m%d%H", time.gmtime(now))
         campaign = notice.campaign_id
+        money = kind in ("win", "bill")
         event = [
             "type", kind, "ts", f"{now:.3f}", "auction", notice.auction_id, "imp",
             notice.imp_id, "campaign", campaign, "creative", notice.creative_id, "device",
-            notice.device, "price_micros", str(amount_micros),
+            notice.device, *(("late", "1") if late else ()),
         ]  # fmt: skip
-        counted = await self._record(
+        reply = await self._record(
             keys=[
                 keys.notice_seen(kind, campaign, notice.auction_id, notice.imp_id),
                 keys.campaign_stats(campaign),
                 keys.EVENTS,
                 keys.campaign_spent(campaign),
-                keys.campaign_spent_day(campaign, day),
+                keys.campaign_spent_day(campaign, notice.day),
                 keys.frequency_counters(bytes.fromhex(notice.device)),
+                keys.campaign_leases(campaign),
+                keys.lease_resolved(campaign, notice.lease),
+                keys.campaign_overdelivery(campaign, notice.day),
             ],
             args=[
                 ttl_s or self._ttl_s, f"{hour}|{notice.creative_id}|", kind, amount_micros,
                 self._maxlen, cap.field if cap and notice.device else "",
-                cap.ttl_s if cap else 0, *event,
+                cap.ttl_s if cap else 0, notice.lease if money else "",
+                settlement(notice) if settles else "", self._settlements_ttl_s,
+                "1" if late else "", *event,
             ],
         )  # fmt: skip
-        return Recorded(counted=bool(counted))
+        status, charged = (int(value) for value in reply)
+        if status < 0:
+            raise UnknownAuction(notice.auction_id, notice.imp_id)
+        if status == 0:
+            return Recorded(counted=False)
+        return Recorded(True, charged, amount_micros - charged)
+
+    async def loss(self, notice: Notice) -> None:
+        """Queue a lost bid's settlement (no charge) for the process owning its lease."""
+        await self._loss(
+            keys=[keys.lease_resolved(notice.campaign_id, notice.lease)],
+            args=[settlement(notice), self._settlements_ttl_s],
+        )

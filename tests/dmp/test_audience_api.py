@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from dmp.app import create_app
 from dmp.audience_build import bump_version
-from dmp.audience_targeting import targetable
+from dmp.audience_registry import targetable
 from dmp.ids import parse_device_id
 from dmp.ingest import ingest_records
 from dmp.profile_store import ProfileStore

@@ -51,8 +51,10 @@ async def test_the_same_win_notice_charges_once(dsp_client: Client, redis: Redis
     bid = await won_bid(dsp_client, redis)
     nurl = local(bid["nurl"]).replace("${AUCTION_PRICE}", "2.50")
     answers = [await (await dsp_client.get(nurl)).json() for _ in range(10)]
-    assert answers[0] == {"charged_micros": 2500, "duplicate": False}
-    assert all(answer == {"charged_micros": 0, "duplicate": True} for answer in answers[1:])
+    first = {"charged_micros": 2500, "overdelivered_micros": 0, "duplicate": False, "late": False}
+    again = {"charged_micros": 0, "overdelivered_micros": 0, "duplicate": True, "late": False}
+    assert answers[0] == first
+    assert all(answer == again for answer in answers[1:])
     burl = local(bid["burl"]).replace("${AUCTION_PRICE}", "2.50")
     assert (await (await dsp_client.get(burl)).json())["duplicate"] is True
     assert int(await redis.get(keys.campaign_spent("c1")) or 0) == 2500
