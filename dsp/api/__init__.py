@@ -19,13 +19,23 @@ transaction, and reaches every bidder through the stored campaign payloads they 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from dsp.api import objects, reports
 from dsp.api.changes import Rules
-from dsp.api.http import API, OPENAPI_PATH, PREFIX, Api, Handler, api_middleware
+from dsp.api.http import (
+    API,
+    OPENAPI_PATH,
+    PREFIX,
+    Api,
+    Handler,
+    api_middleware,
+    error_response,
+)
 from dsp.api.openapi import document
 from dsp.api.records import ADVERTISER, OWNED_KINDS
 from dsp.api.validation import Validators
@@ -61,6 +71,44 @@ def routes() -> list[tuple[str, str, Handler]]:
     return table
 
 
+def documented_queries() -> dict[tuple[str, str], frozenset[str]]:
+    """(method, path template) -> the query parameters the OpenAPI document names."""
+    allowed: dict[tuple[str, str], frozenset[str]] = {}
+    for path, item in document()["paths"].items():
+        shared = _query_names(item.get("parameters", []))
+        for method, operation in item.items():
+            if method != "parameters":
+                names = shared | _query_names(operation.get("parameters", []))
+                allowed[(method.upper(), path)] = names
+    return allowed
+
+
+def _query_names(parameters: list[dict[str, Any]]) -> frozenset[str]:
+    return frozenset(p["name"] for p in parameters if p.get("in") == "query")
+
+
+def query_guard(allowed: dict[tuple[str, str], frozenset[str]]) -> Middleware:
+    """A query parameter the document does not name is a 422: a typo like ``?limt=`` must
+    not be silently ignored, and the implementation stays what the document says."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        known = allowed.get((request.method, route.canonical)) if route is not None else None
+        if known is not None:
+            unknown = sorted(set(request.query) - known)
+            if unknown:
+                return error_response(
+                    422,
+                    "unknown query parameter",
+                    field=unknown[0],
+                    reason="not a parameter of this endpoint",
+                )
+        return await handler(request)
+
+    return guard
+
+
 def setup_api(app: web.Application) -> None:
     """Mount ``/api/v1`` on the bidder ``app`` (built by ``dsp.app.create_app``); idempotent."""
     if API_APP in app:
@@ -68,7 +116,7 @@ def setup_api(app: web.Application) -> None:
     # Imported here: dsp.app imports this package to call setup_api.
     from dsp.app import REDIS, TAXONOMY
 
-    api = web.Application(middlewares=[api_middleware])
+    api = web.Application(middlewares=[api_middleware, query_guard(documented_queries())])
     for method, path, handler in routes():
         api.router.add_route(method, path, handler)
     encoded = orjson.dumps(document())

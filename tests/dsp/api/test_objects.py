@@ -310,3 +310,9 @@ async def test_the_audit_log_says_who_changed_what_and_when(alice: Api) -> None:
     ids = [e["id"] for e in first.body["items"] + rest.body["items"]]
     assert len(ids) == len(set(ids)) >= 5  # + the advertiser and its token, made by an admin
     assert rest.body["items"][-1]["actor"] == "admin"
+
+
+async def test_an_unknown_query_parameter_is_a_422_naming_it(alice: Api) -> None:
+    answer = await alice.call("GET", "/campaigns?limt=5")
+    assert answer.status == 422 and answer.body["field"] == "limt"
+    assert (await alice.call("GET", "/campaigns?limit=5")).status == 200

@@ -231,3 +231,11 @@ def test_stateful_answers_are_documented_too(live: Live) -> None:
     assert in_use.status_code == 409
     case = archive.Case(path_parameters={"id": live.ids["creatives"]}, headers=live.headers)
     case.validate_response(in_use, checks=DOCUMENTED)
+
+
+def test_every_documented_operation_has_its_query_parameters_known() -> None:
+    from dsp.api import documented_queries
+
+    allowed = documented_queries()
+    assert allowed[("GET", "/api/v1/campaigns")] >= {"limit", "cursor", "include_archived"}
+    assert allowed[("GET", "/api/v1/reports")] >= {"by", "format", "campaign_id"}
