@@ -7,6 +7,11 @@ chunks' commands in file order over one raw connection (``dmp.resp``), a chunk's
 read while the next is sent, so a device given twice ends as the later line says and a
 reload stores the same bytes. Small inputs are parsed in this process, the same way.
 
+In replace mode a JSON Lines chunk takes the columnar path (``dmp.ingest_columns``): parsed
+by pyarrow, checked and encoded as arrays, its commands assembled in bulk; lines it is not
+sure of, and chunks that repeat a device, go through the per-line parser, so what is stored
+and rejected is the same either way. Merge mode, CSV and in-memory records are per line.
+
 Modes, per device (all IDs of a line are aliases of its first):
     merge    stored tags kept, the line's added (a tag given again keeps its later expiry,
              expired ones are dropped); snapshot fields the line gives override, others kept
@@ -37,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Never, TextIO
 
+import numpy as np
 from redis.asyncio import Redis
 from tqdm import tqdm
 
@@ -48,7 +54,6 @@ from dmp.ingest_format import (
     Chunk,
     Rejected,
     csv_chunks,
-    json_chunks,
     record_chunks,
 )
 from dmp.ingest_merge import Merger
@@ -67,6 +72,7 @@ POOL_MIN_BYTES = 8 << 20
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
+_READ_BYTES = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +129,26 @@ class _Job:
     position: int
 
 
-def _jobs(lines: Iterator[bytes], size: int, raw: io.BufferedReader) -> Iterator[_Job]:
+def _jobs(stream: io.BufferedIOBase, size: int, raw: io.BufferedReader) -> Iterator[_Job]:
+    """``size`` lines a job, cut from large reads of ``stream`` (newlines found by numpy:
+    iterating a file's lines in Python cost the loader a good part of a core)."""
     number = 1
-    while batch := list(itertools.islice(lines, size)):
-        yield _Job(b"".join(batch), number, raw.tell())
-        number += len(batch)
+    rest = stream.read(_READ_BYTES).removeprefix(_BOM)
+    while rest:
+        block = stream.read(_READ_BYTES)
+        data = rest + block if block else rest
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        start = 0
+        for last in range(size - 1, len(ends), size):
+            end = int(ends[last]) + 1
+            yield _Job(data[start:end], number, raw.tell())
+            number += size
+            start = end
+        rest = data[start:]
+        if not block:
+            if rest:
+                yield _Job(rest, number, raw.tell())
+            return
 
 
 class _Writer:
@@ -155,7 +176,7 @@ class _Writer:
     async def drain(self) -> None:
         pending, self._pending = self._pending, 0
         if pending:
-            await self._conn.replies(pending)
+            await self._conn.integers(pending)
 
 
 async def _parse_here(
@@ -172,9 +193,11 @@ async def _here(
     parser: ChunkParser, store: ProfileStore, jobs: Iterable[_Job]
 ) -> AsyncIterator[tuple[_Job | None, ChunkResult]]:
     for job in jobs:
-        raw = job.text.splitlines(keepends=True)
-        chunk = next(json_chunks(raw, parser.table, len(raw) + 1, job.first_line), None)
-        yield job, await _parse_here(parser, store, chunk or Chunk([], []), len(raw))
+        prepared = parser.prepare_json(job.text, job.first_line)
+        missing = parser.missing_of(prepared.snapshots())
+        if missing:
+            parser.learn(missing, await store.refs([snapshot for _, snapshot in missing]))
+        yield job, parser.finish(prepared)
 
 
 async def _in_workers(
@@ -254,11 +277,16 @@ class _RejectFile:
             self._file.close()
 
 
-def _open_lines(raw: io.BufferedReader, stack: ExitStack) -> Iterator[bytes]:
-    """The file's lines, gunzipped if it is gzip (by its magic bytes), without a leading BOM."""
-    stream: io.BufferedIOBase = raw
+def _open(raw: io.BufferedReader, stack: ExitStack) -> io.BufferedIOBase:
+    """The file's bytes, gunzipped if it is gzip (by its magic bytes)."""
     if raw.peek(2)[:2] == _GZIP_MAGIC:
-        stream = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+    return raw
+
+
+def _open_lines(raw: io.BufferedReader, stack: ExitStack) -> Iterator[bytes]:
+    """The file's lines, gunzipped if it is gzip, without a leading BOM."""
+    stream = _open(raw, stack)
     first = stream.readline()
     return itertools.chain((first.removeprefix(_BOM),), stream)
 
@@ -338,14 +366,15 @@ async def ingest_file(
             rejects.write(result.rejected)
             bar.update((job.position if job else raw.tell()) - bar.n)
 
-        lines = _open_lines(raw, stack)
         if file_format == "csv":
+            lines = _open_lines(raw, stack)
             results = _chunks_here(load, csv_chunks(lines, load.parser.table, batch_size))
         elif processes > 1:
             pool = stack.enter_context(_pool(settings, redis, processes))
-            results = _in_workers(pool, _jobs(lines, batch_size, raw), 2 * processes)
+            jobs = _jobs(_open(raw, stack), batch_size, raw)
+            results = _in_workers(pool, jobs, 2 * processes)
         else:
-            results = _here(load.parser, load.store, _jobs(lines, batch_size, raw))
+            results = _here(load.parser, load.store, _jobs(_open(raw, stack), batch_size, raw))
         loaded = await load.run(results, on_result)
     if loaded:
         await bump_version(redis)  # audience indexes and sizes move on with the data

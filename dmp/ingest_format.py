@@ -21,7 +21,7 @@ their ``TagEntry`` values are shared between lines rather than built for each.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -125,6 +125,10 @@ class TagTable:
                 )
             found.append(entry)
         return found
+
+    def tag_of(self, key: str | int) -> Tag | None:
+        """The taxonomy tag a line's code or id names, if any."""
+        return self._tags.get(key)
 
     def _tag(self, key: object, field: str) -> Tag:
         if type(key) is str or type(key) is int:
@@ -232,6 +236,27 @@ def _price_tier(value: object) -> int | None:
     if type(value) is not int or not 0 <= value <= MAX_PRICE_TIER:
         raise IngestError("price_tier", f"expected an integer 0..{MAX_PRICE_TIER}, got {value!r}")
     return value
+
+
+def _lower(value: object, field: str) -> str | None:
+    text = _text(value, field)
+    return None if text is None else text.lower()
+
+
+def _upper(value: object, field: str) -> str | None:
+    text = _text(value, field)
+    return None if text is None else text.upper()
+
+
+# The text snapshot fields as ``parse_record`` reads them, for callers that see each
+# distinct value once (``dmp.ingest_columns``): raise ``IngestError`` for a bad value.
+TEXT_FIELDS: dict[str, Callable[[object], str | None]] = {
+    "os": lambda value: _lower(value, "os"),
+    "model": lambda value: _text(value, "model"),
+    "country": _country,
+    "region": lambda value: _upper(value, "region"),
+    "city": lambda value: _text(value, "city"),
+}
 
 
 def parse_record(record: object, table: TagTable) -> DeviceLine:

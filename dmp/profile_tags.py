@@ -80,6 +80,14 @@ def _header(days: tuple[int, ...]) -> str:
     return "".join(parts)
 
 
+def header_bits(days: tuple[int, ...]) -> str:
+    """The header bits (base day, flags, other days) of ascending expiry ``days``.
+
+    For batch encoders (``dmp.ingest_tags``), which must write the same bits as ``TagEncoder``.
+    """
+    return _header(days)
+
+
 def _order(values: list[int]) -> int:
     # Exp-Golomb of order k suits values around 2**k: the median gap is a cheap, close guess.
     middle = sorted(values)[len(values) // 2] if values else 0

@@ -15,6 +15,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 _READ_SIZE = 1 << 16
+# Reply type marks other than the integer's ':' (a negative integer's '-' is taken as an error
+# mark too, which only sends it the parsing way).
+_NOT_INTEGER = (b"-", b"+", b"$", b"*")
 
 
 def command(*args: bytes) -> bytes:
@@ -89,6 +92,43 @@ class RespConnection:
             if isinstance(reply, Exception):
                 raise reply
         return found
+
+    async def integers(self, count: int) -> None:
+        """Read ``count`` integer replies (``HSET``'s) and drop them; raises the first error.
+
+        Counted in the raw bytes while they hold integers only, not parsed one by one: a
+        bulk load reads hundreds of thousands of them.
+        """
+        assert self._reader is not None and self._writer is not None
+        await self._writer.drain()
+        parser = self._replies
+        while count and parser.has_data():  # replies read earlier, not yet taken
+            reply = parser.gets()
+            if reply is False:
+                await self.replies(count)  # a reply cut in two: finish it the parsing way
+                return
+            if isinstance(reply, Exception):
+                raise reply
+            count -= 1
+        buffer = b""
+        while count:
+            data = await self._reader.read(_READ_SIZE)
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            buffer += data
+            if any(mark in buffer for mark in _NOT_INTEGER):
+                parser.feed(buffer)
+                await self.replies(count)
+                return
+            complete = buffer.count(b"\n")  # an integer reply is ":N\r\n"
+            if complete <= count:
+                count -= complete
+                buffer = buffer[buffer.rfind(b"\n") + 1 :]
+            else:
+                buffer = buffer.split(b"\n", count)[-1]
+                count = 0
+        if buffer:
+            parser.feed(buffer)
 
     async def execute(self, data: bytes, count: int) -> list[object]:
         self.send(data)
