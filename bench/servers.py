@@ -24,6 +24,7 @@ import uvloop
 from aiohttp import web
 
 from infra.embedded_redis import die_with_parent, free_port
+from infra.processes import stop_process
 
 _CANNED_204 = b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
 _BARE_ANSWER = orjson.dumps({"id": "bare", "seatbid": [], "nbr": 0})
@@ -159,9 +160,4 @@ def bidder_process(redis_url: str, workers: int = 1) -> Iterator[int]:
             time.sleep(0.1)
         yield port
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        stop_process(child)

@@ -30,6 +30,7 @@ from dsp.campaigns.store import save_campaigns
 from dsp.demo_campaigns import demo_campaigns
 from dsp.reporting.report import build_report, format_report
 from infra.embedded_redis import EmbeddedRedis, die_with_parent, free_port
+from infra.processes import stop_process
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +61,7 @@ def bidder_process(redis_url: str) -> Iterator[tuple[str, int]]:
         _wait_healthy(base, child)
         yield base, child.pid
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        stop_process(child)
 
 
 def _wait_healthy(base: str, child: subprocess.Popen[bytes], timeout_s: float = 30) -> None:

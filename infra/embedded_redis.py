@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from infra.errors import RedisStartError
+from infra.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +145,8 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process, timeout_s=10)
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
