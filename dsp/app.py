@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -96,7 +97,8 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, redis, metrics = app[SETTINGS], app[REDIS], app[METRICS]
-    budget = BudgetKeeper(redis, settings, metrics=metrics)
+    rng = None if settings.pacing_seed is None else random.Random(settings.pacing_seed)
+    budget = BudgetKeeper(redis, settings, metrics=metrics, rng=rng)
     await budget.warm_up()
     live = LiveCampaigns(app[TAXONOMY], budget)
     await live.refresh(redis)

@@ -85,6 +85,8 @@ class Settings:
     notice_timeout_s: float = 30.0
     budget_lease_ttl_s: float = 60.0
     budget_lease_bp: int = 100
+    # Seed of the pacing draws (None: from the OS). Tests and simulations fix it.
+    pacing_seed: int | None = None
     fx_per_usd: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_FX_PER_USD))
     log_level: str = "INFO"
     log_json: bool = True
