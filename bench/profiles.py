@@ -1,9 +1,12 @@
-"""Group ``dmp``: bytes of Redis memory per stored device, and bulk ingest throughput."""
+"""Group ``dmp``: bytes of Redis memory per stored device, and bulk ingest throughput (JSON
+Lines and CSV)."""
 
 from __future__ import annotations
 
+import csv
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import uvloop
@@ -11,12 +14,13 @@ from redis.asyncio import Redis
 
 from bench import devices
 from bench.figures import Figures
-from dmp.benchmarks import measure_bytes_per_device
+from dmp.benchmarks import csv_tags, measure_bytes_per_device
 from dmp.ingest import IngestReport, ingest_file
+from dmp.ingest_format import CSV_COLUMNS
 from dmp.taxonomy import Taxonomy
 from infra.embedded_redis import EmbeddedRedis
 
-FIGURES = ("dmp_bytes_per_device", "ingest_devices_per_s")
+FIGURES = ("dmp_bytes_per_device", "ingest_devices_per_s", "ingest_csv_devices_per_s")
 
 
 async def _used_memory(url: str) -> int:
@@ -48,19 +52,38 @@ async def _ingest(url: str, path: Path, taxonomy: Taxonomy) -> IngestReport:
         await redis.aclose()
 
 
+def _write_csv(path: Path, records: Iterable[devices.Record]) -> None:
+    """Records as a CSV ingest file: header, then one row each (tags ``code[:score]``)."""
+    with path.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for record in records:
+            row = {**record, "tags": csv_tags(record["tags"])}  # type: ignore[arg-type]
+            writer.writerow(["" if row.get(name) is None else row[name] for name in CSV_COLUMNS])
+
+
 def measure_ingest(figures: Figures, count: int, seed: int) -> None:
-    """``ingest_devices_per_s``: ``ingest_file`` of a JSON Lines file into a fresh Redis."""
+    """``ingest_devices_per_s`` and ``ingest_csv_devices_per_s``: ``ingest_file`` of the same
+    devices as a JSON Lines file, then as a CSV file, each into a fresh Redis."""
     taxonomy = Taxonomy.default()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        path = Path(tmp) / "devices.jsonl"
-        records = devices.clones(devices.templates(devices.TEMPLATES, seed, taxonomy), count, seed)
-        devices.write_jsonl(path, records)
-        size_mb = path.stat().st_size / 1e6
-        figures.say(f"dmp: ingesting {count:,} devices ({size_mb:.0f} MB of JSON Lines)")
-        with EmbeddedRedis() as url:
-            report = uvloop.run(_ingest(url, path, taxonomy))
-    note = f"{report.loaded:,} loaded, {report.rejected} rejected, {report.seconds:.1f} s"
-    figures.add(FIGURES[1], report.devices_per_s, "devices/s", note)
+        records = list(
+            devices.clones(devices.templates(devices.TEMPLATES, seed, taxonomy), count, seed)
+        )
+        for name, kind in ((FIGURES[1], "jsonl"), (FIGURES[2], "csv")):
+            path = Path(tmp) / f"devices.{kind}"
+            if kind == "csv":
+                _write_csv(path, records)
+            else:
+                devices.write_jsonl(path, records)
+            size_mb = path.stat().st_size / 1e6
+            what = "JSON Lines" if kind == "jsonl" else "CSV"
+            figures.say(f"dmp: ingesting {count:,} devices ({size_mb:.0f} MB of {what})")
+            with EmbeddedRedis() as url:
+                report = uvloop.run(_ingest(url, path, taxonomy))
+            path.unlink()
+            note = f"{report.loaded:,} loaded, {report.rejected} rejected, {report.seconds:.1f} s"
+            figures.add(name, report.devices_per_s, "devices/s", note)
 
 
 def run_dmp(

@@ -10,7 +10,11 @@ reload stores the same bytes. Small inputs are parsed in this process, the same 
 In replace mode a JSON Lines chunk takes the columnar path (``dmp.ingest_columns``): parsed
 by pyarrow, checked and encoded as arrays, its commands assembled in bulk; lines it is not
 sure of, and chunks that repeat a device, go through the per-line parser, so what is stored
-and rejected is the same either way. Merge mode, CSV and in-memory records are per line.
+and rejected is the same either way. A CSV file in replace mode does the same
+(``dmp.ingest_csv_columns``) block by block after its header; a block it cannot take line
+for row (a quote other than around a whole field on one line, a lone carriage return, bad
+UTF-8) is parsed here per line, reading on into the next blocks while a quoted row is under
+way. Merge mode and in-memory records are per line.
 
 Modes, per device (all IDs of a line are aliases of its first):
     merge    stored tags kept, the line's added (a tag given again keeps its later expiry,
@@ -25,6 +29,7 @@ adds the hashes of its other spellings (letter case, MAC separators, IMEI withou
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
 import io
 import itertools
@@ -49,15 +54,19 @@ from tqdm import tqdm
 from dmp import ingest_pool
 from dmp.audience_build import bump_version
 from dmp.errors import IngestError
+from dmp.ingest_csv_columns import Header, plain_block
 from dmp.ingest_format import (
     FORMATS,
     Chunk,
     Rejected,
+    TagTable,
     csv_chunks,
+    csv_header,
+    csv_rows,
     record_chunks,
 )
 from dmp.ingest_merge import Merger
-from dmp.ingest_worker import ChunkParser, ChunkResult, Settings, fold
+from dmp.ingest_worker import ChunkParser, ChunkResult, Prepared, Settings, fold, split_lines
 from dmp.profile import day_number
 from dmp.profile_store import ProfileStore
 from dmp.resp import RespConnection
@@ -129,11 +138,15 @@ class _Job:
     position: int
 
 
-def _jobs(stream: io.BufferedIOBase, size: int, raw: io.BufferedReader) -> Iterator[_Job]:
+def _jobs(
+    stream: io.BufferedIOBase, size: int, raw: io.BufferedReader, number: int = 1
+) -> Iterator[_Job]:
     """``size`` lines a job, cut from large reads of ``stream`` (newlines found by numpy:
-    iterating a file's lines in Python cost the loader a good part of a core)."""
-    number = 1
-    rest = stream.read(_READ_BYTES).removeprefix(_BOM)
+    iterating a file's lines in Python cost the loader a good part of a core); its lines
+    are numbered from ``number`` (1: the file's start, where a byte-order mark is dropped)."""
+    rest = stream.read(_READ_BYTES)
+    if number == 1:
+        rest = rest.removeprefix(_BOM)
     while rest:
         block = stream.read(_READ_BYTES)
         data = rest + block if block else rest
@@ -189,15 +202,94 @@ async def _parse_here(
     return parser.build(chunk, lines, devices)
 
 
+async def _finish_here(parser: ChunkParser, store: ProfileStore, prepared: Prepared) -> ChunkResult:
+    missing = parser.missing_of(prepared.snapshots())
+    if missing:
+        parser.learn(missing, await store.refs([snapshot for _, snapshot in missing]))
+    return parser.finish(prepared)
+
+
 async def _here(
     parser: ChunkParser, store: ProfileStore, jobs: Iterable[_Job]
 ) -> AsyncIterator[tuple[_Job | None, ChunkResult]]:
     for job in jobs:
-        prepared = parser.prepare_json(job.text, job.first_line)
-        missing = parser.missing_of(prepared.snapshots())
-        if missing:
-            parser.learn(missing, await store.refs([snapshot for _, snapshot in missing]))
-        yield job, parser.finish(prepared)
+        yield job, await _finish_here(parser, store, parser.prepare_json(job.text, job.first_line))
+
+
+def _csv_header_of(first: bytes) -> Header | None:
+    """The columns of a CSV header line the fast path can follow (a plain line, without
+    repeated names or an ``ids`` column); None leaves the file to the per-line parser."""
+    if not plain_block(first):
+        return None
+    try:
+        header = csv_header(next(csv.reader([first.decode()]), None))
+    except IngestError:
+        return None  # the per-line parser raises it again
+    names = [name for name, _ in header]
+    return header if len(set(names)) == len(names) and "ids" not in names else None
+
+
+def _csv_segments(jobs: Iterator[_Job], header: Header, table: TagTable) -> Iterator[_Job | Chunk]:
+    """The blocks after a CSV header: plain ones (``plain_block``) as they are, for the fast
+    path; the others parsed here by the per-line parser, which reads on into the next
+    blocks while a quoted row is under way, so every block handed on starts at a row."""
+    for job in jobs:
+        yield job if plain_block(job.text) else _csv_here(job, jobs, header, table)
+
+
+def _csv_here(job: _Job, jobs: Iterator[_Job], header: Header, table: TagTable) -> Chunk:
+    pending = deque(split_lines(job.text))
+    held: list[list[str]] = []
+
+    def lines() -> Iterator[bytes]:
+        while True:
+            while pending:
+                yield pending.popleft()
+            if not held or not held[0]:
+                return  # between rows: the next block is handed on
+            more = next(jobs, None)
+            if more is None:
+                return
+            pending.extend(split_lines(more.text))
+
+    return csv_rows(lines(), header, table, job.first_line, held=held.append)
+
+
+async def _csv_results(
+    load: _Load,
+    pool: ProcessPoolExecutor | None,
+    segments: Iterable[_Job | Chunk],
+    header: Header,
+    depth: int,
+) -> AsyncIterator[tuple[_Job | None, ChunkResult]]:
+    parser, store = load.parser, load.store
+    loop = asyncio.get_running_loop()
+    window: deque[tuple[_Job | None, asyncio.Future[ChunkResult]]] = deque()
+    try:
+        for segment in segments:
+            if isinstance(segment, Chunk) or pool is None:
+                if isinstance(segment, Chunk):
+                    job, result = None, await _parse_here(parser, store, segment, 0)
+                else:
+                    prepared = parser.prepare_csv(segment.text, segment.first_line, header)
+                    job, result = segment, await _finish_here(parser, store, prepared)
+                future: asyncio.Future[ChunkResult] = loop.create_future()
+                future.set_result(result)
+                window.append((job, future))
+            else:
+                submitted = pool.submit(
+                    ingest_pool.parse_csv, segment.text, segment.first_line, header
+                )
+                window.append((segment, asyncio.wrap_future(submitted)))
+            while window and (len(window) >= depth or window[0][1].done()):
+                done, pending = window.popleft()
+                yield done, await pending
+        while window:
+            done, pending = window.popleft()
+            yield done, await pending
+    finally:
+        for _, left in window:
+            left.cancel()
 
 
 async def _in_workers(
@@ -233,9 +325,9 @@ def _pool(settings: Settings, redis: Redis, workers: int) -> ProcessPoolExecutor
     )
 
 
-def _workers(given: int | None, path: Path, file_format: str) -> int:
-    if file_format != "jsonl":
-        return 1  # CSV rows may span lines: parsed here, in one stream
+def _workers(given: int | None, path: Path, file_format: str, replace: bool) -> int:
+    if file_format != "jsonl" and not replace:
+        return 1  # CSV without the fast path: parsed here, in one stream (rows may span lines)
     if given is not None:
         return max(1, given)
     return min(4, os.cpu_count() or 1) if path.stat().st_size >= POOL_MIN_BYTES else 1
@@ -282,13 +374,6 @@ def _open(raw: io.BufferedReader, stack: ExitStack) -> io.BufferedIOBase:
     if raw.peek(2)[:2] == _GZIP_MAGIC:
         return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
     return raw
-
-
-def _open_lines(raw: io.BufferedReader, stack: ExitStack) -> Iterator[bytes]:
-    """The file's lines, gunzipped if it is gzip, without a leading BOM."""
-    stream = _open(raw, stack)
-    first = stream.readline()
-    return itertools.chain((first.removeprefix(_BOM),), stream)
 
 
 def _today(now: float | None) -> int:
@@ -343,10 +428,10 @@ async def ingest_file(
     """Load a JSON Lines or CSV file (optionally gzipped) of device tags.
 
     Bad lines go to ``rejects_path`` (default ``<path>.rejects``) and the rest still load.
-    JSON Lines are parsed by ``workers`` processes (default: one a core, at most four, for
-    files of 8 MB or more; 1 parses here). Raises ``OSError`` when the file cannot be read
-    and ``IngestError`` for a problem with the whole file (unknown format, CSV header without
-    ``id_type``/``id``).
+    JSON Lines, and CSV in replace mode, are parsed by ``workers`` processes (default: one a
+    core, at most four, for files of 8 MB or more; 1 parses here). Raises ``OSError`` when
+    the file cannot be read and ``IngestError`` for a problem with the whole file (unknown
+    format, CSV header without ``id_type``/``id``).
     """
     _check_mode(mode)
     file_format = detect_format(path, file_format)
@@ -356,7 +441,7 @@ async def ingest_file(
     started = time.perf_counter()
     settings = Settings(taxonomy, _today(now), mode == "replace", every_spelling)
     load = _Load(redis, settings)
-    processes = _workers(workers, path, file_format)
+    processes = _workers(workers, path, file_format, settings.replace)
     with ExitStack() as stack:
         raw = stack.enter_context(path.open("rb"))
         rejects = stack.enter_context(_RejectFile(rejects_path))
@@ -367,8 +452,21 @@ async def ingest_file(
             bar.update((job.position if job else raw.tell()) - bar.n)
 
         if file_format == "csv":
-            lines = _open_lines(raw, stack)
-            results = _chunks_here(load, csv_chunks(lines, load.parser.table, batch_size))
+            stream = _open(raw, stack)
+            first = stream.readline().removeprefix(_BOM)
+            header = _csv_header_of(first) if settings.replace else None
+            if header is None:
+                lines = itertools.chain((first,), stream)
+                results = _chunks_here(load, csv_chunks(lines, load.parser.table, batch_size))
+            else:
+                pool = (
+                    stack.enter_context(_pool(settings, redis, processes))
+                    if processes > 1
+                    else None
+                )
+                jobs = _jobs(stream, batch_size, raw, 2)
+                segments = _csv_segments(jobs, header, load.parser.table)
+                results = _csv_results(load, pool, segments, header, 2 * processes)
         elif processes > 1:
             pool = stack.enter_context(_pool(settings, redis, processes))
             jobs = _jobs(_open(raw, stack), batch_size, raw)

@@ -189,7 +189,7 @@ class ColumnReader:
         ok &= good_ttl & good_tier
         texts = [self._texts(table.column(name), name, ok) for name in _TEXTS]
         entries = self._entries(table.column("tags"), row_ttl, ok)
-        digests = self._digests(table, ok)
+        digests = self._digests(table.column("id_type"), table.column("id"), ok)
         columns = self._columns(ok, digests, entries, texts, tier)
         if columns is None:
             return None
@@ -263,9 +263,10 @@ class ColumnReader:
                 ids[index], ttls[index], scored[index] = tag.id, tag.ttl_days, tag.scored
         return ids, ttls, scored
 
-    def _digests(self, table: pa.Table, ok: _Mask) -> list[tuple[bytes, ...] | None]:
+    def _digests(
+        self, types: pa.ChunkedArray, values: pa.ChunkedArray, ok: _Mask
+    ) -> list[tuple[bytes, ...] | None]:
         every = self._table.every_spelling
-        types, values = table.column("id_type"), table.column("id")
         found: list[tuple[bytes, ...] | None] = [None] * len(ok)
         plain = ok & ~np.bool_(every) & _canonical_uuids(types, values)
         rows = np.flatnonzero(plain)

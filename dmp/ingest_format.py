@@ -399,6 +399,12 @@ def csv_record(row: list[str], columns: list[tuple[str, int]]) -> dict[str, obje
     return record
 
 
+def csv_header(row: list[str] | None) -> list[tuple[str, int]]:
+    """The columns a CSV header names, as ``(name, index)``; raises ``IngestError`` for a
+    header without ``id_type`` or ``id``."""
+    return _csv_header(row)
+
+
 def csv_chunks(raw_lines: Iterable[bytes], table: TagTable, size: int) -> Iterator[Chunk]:
     """Parse CSV with a header (without a byte-order mark), about ``size`` rows a chunk.
 
@@ -408,9 +414,43 @@ def csv_chunks(raw_lines: Iterable[bytes], table: TagTable, size: int) -> Iterat
     reader = csv.reader(feed)
     columns = _csv_header(next(reader, None))
     feed.take()
+    yield from _csv_rows(feed, reader, columns, table, size, 1)
+
+
+def csv_rows(
+    raw_lines: Iterable[bytes],
+    columns: list[tuple[str, int]],
+    table: TagTable,
+    first_number: int,
+    *,
+    held: Callable[[list[str]], None] | None = None,
+) -> Chunk:
+    """CSV rows after the header, lines numbered from ``first_number``, as one chunk.
+
+    ``held``, if given, is told the feed's list of the current row's lines, so a caller
+    feeding lines lazily can tell whether a row is under way (non-empty) when asked for more.
+    """
+    feed = _LineFeed(raw_lines)
+    if held is not None:
+        held(feed.held)
+    chunk = Chunk([], [])
+    for part in _csv_rows(feed, csv.reader(feed), columns, table, 1 << 62, first_number):
+        chunk.lines.extend(part.lines)
+        chunk.rejected.extend(part.rejected)
+    return chunk
+
+
+def _csv_rows(
+    feed: _LineFeed,
+    reader: Iterator[list[str]],
+    columns: list[tuple[str, int]],
+    table: TagTable,
+    size: int,
+    base: int,
+) -> Iterator[Chunk]:
     lines: list[DeviceLine] = []
     rejected: list[Rejected] = []
-    number = feed.count + 1
+    number = base + feed.count
     for row in reader:
         if not row:
             feed.take()
@@ -425,7 +465,7 @@ def csv_chunks(raw_lines: Iterable[bytes], table: TagTable, size: int) -> Iterat
                 feed.held.clear()
             except IngestError as exc:
                 rejected.append(Rejected(number, _clean(str(exc)), feed.take()))
-        number = feed.count + 1
+        number = base + feed.count
         if len(lines) + len(rejected) >= size:
             yield Chunk(lines, rejected)
             lines, rejected = [], []

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from dmp.ingest_csv_columns import Header
 from dmp.ingest_worker import ChunkParser, ChunkResult, Settings
 from dmp.profile_refs import INTERN_LUA
 from infra import keys
@@ -45,3 +46,9 @@ def parse_json(text: bytes, first_line: int) -> ChunkResult:
     """One chunk of JSON Lines, numbered from ``first_line``."""
     parser: ChunkParser = _state["parser"]
     return parser.parse_json(text, first_line, _state["intern"])
+
+
+def parse_csv(text: bytes, first_line: int, header: Header) -> ChunkResult:
+    """One block of plain CSV lines (no header), numbered from ``first_line``."""
+    parser: ChunkParser = _state["parser"]
+    return parser.parse_csv(text, first_line, header, _state["intern"])

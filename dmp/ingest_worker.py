@@ -7,19 +7,30 @@ snapshot reference and a tag section) and written out as raw RESP ``HSET`` comma
 the loader sends as they are: building commands in Python through a client library cost
 three quarters of the time of the load this replaced.
 
-In replace mode a JSON Lines block is first offered to the columnar fast path
-(``dmp.ingest_columns``, ``dmp.ingest_tags``, ``dmp.ingest_commands``), which does the same
-per device with arrays at a fraction of the cost; the lines it leaves go the per-line way.
+In replace mode a JSON Lines block (or a CSV block whose lines are rows) is first offered to
+the columnar fast path (``dmp.ingest_columns`` or ``dmp.ingest_csv_columns``,
+``dmp.ingest_tags``, ``dmp.ingest_commands``), which does the same per device with arrays
+at a fraction of the cost; the lines it leaves go the per-line way.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from dmp.ingest_columns import ColumnReader, Columns
 from dmp.ingest_commands import MAX_BLOB, BulkCommands
-from dmp.ingest_format import Chunk, DeviceLine, Rejected, SnapshotFields, TagTable, json_chunks
+from dmp.ingest_csv_columns import CsvColumnReader, Header
+from dmp.ingest_format import (
+    Chunk,
+    DeviceLine,
+    Rejected,
+    SnapshotFields,
+    TagTable,
+    csv_rows,
+    json_chunks,
+)
 from dmp.profile import Snapshot, snapshot_bytes
 from dmp.profile_tags import TagEncoder
 from dmp.taxonomy import Taxonomy
@@ -163,6 +174,7 @@ class ChunkParser:
         self._encoder = TagEncoder()
         self._refs: dict[SnapshotFields, bytes] = {}
         self._columns = ColumnReader(self._table)
+        self._csv = CsvColumnReader(self._table)
         self._buckets: dict[bytes, bytes] = {}
         self._bulk: BulkCommands | None = None  # made on first use: a worker's, not the loader's
 
@@ -226,12 +238,42 @@ class ChunkParser:
         chunk = next(json_chunks(raw, self._table, len(raw) + 1, first_line), None) or Chunk([], [])
         return Prepared(len(raw), chunk, fold(chunk.lines, self._replace), None)
 
-    def _with_columns(self, text: bytes, first_line: int, columns: Columns) -> Prepared | None:
+    def prepare_csv(self, text: bytes, first_line: int, header: Header) -> Prepared:
+        """Consecutive CSV lines numbered from ``first_line``, starting at a row, each a row
+        (``dmp.ingest_csv_columns.plain_block``), parsed as ``prepare_json`` does."""
+        columns = self._csv.read_csv(text, header) if self._replace and text else None
+
+        def per_line(raw: list[bytes], number: int) -> Chunk:
+            return csv_rows(raw, header, self._table, number)
+
+        if columns is not None:
+            prepared = self._with_columns(text, first_line, columns, per_line)
+            if prepared is not None:
+                return prepared
+        raw = split_lines(text)
+        chunk = per_line(raw, first_line)
+        return Prepared(len(raw), chunk, fold(chunk.lines, self._replace), None)
+
+    def _with_columns(
+        self,
+        text: bytes,
+        first_line: int,
+        columns: Columns,
+        per_line: Callable[[list[bytes], int], Chunk] | None = None,
+    ) -> Prepared | None:
         lines: list[DeviceLine] = []
         rejected: list[Rejected] = []
-        raw = text.splitlines(keepends=True) if columns.others else []
+        raw = (
+            (split_lines(text) if per_line else text.splitlines(keepends=True))
+            if columns.others
+            else []
+        )
         for index in columns.others:
-            for chunk in json_chunks(raw[index : index + 1], self._table, 1, first_line + index):
+            if per_line is not None:
+                chunks: Iterable[Chunk] = (per_line(raw[index : index + 1], first_line + index),)
+            else:
+                chunks = json_chunks(raw[index : index + 1], self._table, 1, first_line + index)
+            for chunk in chunks:
                 lines += chunk.lines
                 rejected += chunk.rejected
         devices = fold(lines, self._replace)
@@ -278,9 +320,22 @@ class ChunkParser:
         result.devices += len(columns.digests)
         return result
 
+    def parse_csv(
+        self, text: bytes, first_line: int, header: Header, intern: Intern
+    ) -> ChunkResult:
+        return self._parse(self.prepare_csv(text, first_line, header), intern)
+
     def parse_json(self, text: bytes, first_line: int, intern: Intern) -> ChunkResult:
-        prepared = self.prepare_json(text, first_line)
+        return self._parse(self.prepare_json(text, first_line), intern)
+
+    def _parse(self, prepared: Prepared, intern: Intern) -> ChunkResult:
         missing = self.missing_of(prepared.snapshots())
         if missing:
             self.learn(missing, intern([snapshot for _, snapshot in missing]))
         return self.finish(prepared)
+
+
+def split_lines(text: bytes) -> list[bytes]:
+    """Lines ending at newlines only, as a binary file's lines are (``bytes.splitlines`` also
+    ends one at a carriage return)."""
+    return list(io.BytesIO(text))
