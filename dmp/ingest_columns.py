@@ -273,9 +273,12 @@ class ColumnReader:
         # DeviceId.exchange_digests of UUIDs already in canonical form: 36 ASCII bytes each.
         data = "".join(pc.take(values, pa.array(rows)).to_pylist()).encode()
         md5, sha1 = hashlib.md5, hashlib.sha1
-        for at, row in zip(range(0, len(data), _UUID_SIZE), rows.tolist(), strict=True):
-            raw = data[at : at + _UUID_SIZE]
-            found[row] = (md5(raw).digest()[:8], sha1(raw).digest()[:8])
+        pairs = [
+            (md5(raw).digest()[:8], sha1(raw).digest()[:8])
+            for raw in (data[at : at + _UUID_SIZE] for at in range(0, len(data), _UUID_SIZE))
+        ]
+        for row, pair in zip(rows.tolist(), pairs, strict=True):
+            found[row] = pair
         rows = np.flatnonzero(ok & ~plain)
         chosen = pa.array(rows)
         for row, id_type, value in zip(
@@ -322,16 +325,20 @@ class ColumnReader:
         if sections is None:
             return None
         os_, model, country, region, city = texts
-        tiers = tier.tolist()
-        fields: list[SnapshotFields] = []
-        kept: list[tuple[bytes, ...]] = []
-        for row in rows.tolist():
-            t = tiers[row]
-            fields.append(
-                (os_[row], model[row], None if t < 0 else t, country[row], region[row], city[row])
+        tiers: list[int | None] = [None if t < 0 else t for t in tier.tolist()]
+        chosen = rows.tolist()
+        if len(chosen) < len(ok):
+            os_, model, country, region, city = (
+                [column[row] for row in chosen] for column in texts
             )
-            found = digests[row]
-            assert found is not None
-            kept.append(found)
+            tiers = [tiers[row] for row in chosen]
+            found = [digests[row] for row in chosen]
+        else:
+            found = digests
+        fields: list[SnapshotFields] = list(
+            zip(os_, model, tiers, country, region, city, strict=True)
+        )
+        kept = [d for d in found if d is not None]
+        assert len(kept) == len(fields)
         others = np.flatnonzero(~ok).tolist()
         return Columns(kept, sections, fields, others)

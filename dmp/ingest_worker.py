@@ -290,6 +290,31 @@ class ChunkParser:
         if columns is None:
             return result
         parts: list[bytes] = [result.commands]
+        refs = self._refs
+        if self._bulk is None:
+            self._bulk = BulkCommands()
+        every = columns.digests
+        blobs = [
+            refs[fields] + section
+            for fields, section in zip(columns.fields, columns.sections, strict=True)
+        ]
+        if (
+            self._bulk.usable
+            and (not blobs or max(map(len, blobs)) <= MAX_BLOB)
+            and all(len(digests) == 2 and digests[0] != digests[1] for digests in every)
+        ):  # the usual block: every device one ID with its two aliases, all in bulk
+            primaries = b"".join([digests[0] for digests in every])
+            aliases = b"".join([digests[1] for digests in every])
+            parts.append(self._bulk.build(primaries, aliases, blobs))
+            result.replies += 2 * len(blobs)
+            result.commands = b"".join(parts)
+            result.devices += len(every)
+            return result
+        return self._finish_mixed(result, columns, parts)
+
+    def _finish_mixed(
+        self, result: ChunkResult, columns: Columns, parts: list[bytes]
+    ) -> ChunkResult:
         refs, cache = self._refs, self._buckets
         primaries: list[bytes] = []
         aliases: list[bytes] = []
