@@ -157,6 +157,20 @@ def _canonical_uuids(types: pa.ChunkedArray, values: pa.ChunkedArray) -> _Mask:
     return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _joined(column: pa.ChunkedArray | pa.Array) -> bytes:
+    """A string column's values one after the other, as UTF-8 (its data buffer's span)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if len(column) == 0:
+        return b""
+    if column.type != pa.string():
+        return "".join(column.to_pylist()).encode()
+    offsets = column.buffers()[1]
+    bounds = np.frombuffer(offsets, dtype=np.int32)[column.offset : column.offset + len(column) + 1]
+    data: bytes = column.buffers()[2].to_pybytes()
+    return data[int(bounds[0]) : int(bounds[-1])]
+
+
 class ColumnReader:
     """Reads blocks for one load: its tag table and a cache of tag-section headers."""
 
@@ -271,7 +285,7 @@ class ColumnReader:
         plain = ok & ~np.bool_(every) & _canonical_uuids(types, values)
         rows = np.flatnonzero(plain)
         # DeviceId.exchange_digests of UUIDs already in canonical form: 36 ASCII bytes each.
-        data = "".join(pc.take(values, pa.array(rows)).to_pylist()).encode()
+        data = _joined(pc.take(values, pa.array(rows)))
         md5, sha1 = hashlib.md5, hashlib.sha1
         pairs = [
             (md5(raw).digest()[:8], sha1(raw).digest()[:8])

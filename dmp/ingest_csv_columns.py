@@ -277,9 +277,15 @@ class CsvColumnReader(ColumnReader):
         ids, ttls, scores = info[:, 2], info[:, 3], info[:, 4]
         if size == 0:
             return Entries(empty, empty, empty, empty)
-        ok[parents[~valid[which]]] = False
-        mine = kept[which]
-        parents, which = parents[mine], which[mine]
+        # Per distinct item first: the usual block has no bad or skipped item.
+        if not bool(valid.all()):
+            ok[parents[~valid[which]]] = False
+        if not bool(kept.all()):
+            mine = kept[which]
+            parents, which = parents[mine], which[mine]
         ok &= np.bincount(parents, minlength=len(ok)) <= MAX_TAGS
-        days = np.where(row_ttl[parents] > 0, row_ttl[parents], ttls[which])
+        if bool(row_ttl.any()):
+            days = np.where(row_ttl[parents] > 0, row_ttl[parents], ttls[which])
+        else:
+            days = ttls[which]
         return Entries(parents, ids[which], self._table.today + days, scores[which])

@@ -24,6 +24,8 @@ _MAX_DAYS = 62  # distinct expiry days a batch may hold: each is a bit of a per-
 MAX_TAGS = 1024  # more per device and a score position could outgrow a piece
 _ID_BITS = 12  # tag ids are below 4096 (taxonomy.MAX_TAG_ID)
 _ID_MASK = (1 << _ID_BITS) - 1
+# Bit lengths of 0 .. 2**MAX_K, for ``_order``.
+_SMALL_BIT_LENGTH = np.array([v.bit_length() for v in range((1 << MAX_K) + 1)], dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +133,11 @@ def _kept(entries: Entries) -> Entries:
         rows, ids = entries.rows, entries.tag_ids
     days = np.clip(entries.days, 0, MAX_DAY)
     low = int(days.min())
-    keys = np.sort((rows << 36) | ((days - low) << 20) | (ids << 8) | (entries.scores + 1))
+    # Rows come ascending, so the keys are runs of a device's few entries: a stable sort
+    # (timsort, galloping over those runs) is several times faster than the default one.
+    keys = np.sort(
+        (rows << 36) | ((days - low) << 20) | (ids << 8) | (entries.scores + 1), kind="stable"
+    )
     return Entries(
         keys >> 36,
         (keys >> 8) & _ID_MASK,
@@ -213,10 +219,12 @@ def _order(values: Ints, rows: Ints, counts: Ints) -> Ints:
     half the row's values (rounded down) are below 2**j."""
     n_rows = len(counts)
     half = counts // 2
-    k = np.zeros(n_rows, dtype=np.int64)
-    for bits in range(1, MAX_K + 1):
-        below = np.bincount(rows[values < (1 << bits)], minlength=n_rows)
-        k += below <= half
+    # One count per row and clipped bit length (value < 2**j exactly when its bit length
+    # is at most j), summed up along the bit lengths.
+    lengths = _SMALL_BIT_LENGTH[np.minimum(values, 1 << MAX_K)]
+    counts_by = np.bincount(rows * (MAX_K + 2) + lengths, minlength=n_rows * (MAX_K + 2))
+    below = np.cumsum(counts_by.reshape(n_rows, MAX_K + 2), axis=1)[:, 1 : MAX_K + 1]
+    k: Ints = np.count_nonzero(below <= half[:, None], axis=1).astype(np.int64)
     k[counts == 0] = 0
     return k
 
