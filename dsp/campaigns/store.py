@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import orjson
 from redis.asyncio import Redis
@@ -28,10 +28,6 @@ async def save_campaigns(redis: Redis, payloads: Iterable[object]) -> list[Campa
     return campaigns
 
 
-async def campaigns_version(redis: Redis) -> int:
-    return int(await redis.get(keys.CAMPAIGNS_VERSION) or 0)
-
-
 async def load_campaigns(redis: Redis) -> tuple[int, list[Campaign]]:
     """The version and every stored campaign; one that no longer validates is logged, skipped."""
     async with redis.pipeline(transaction=True) as pipe:
@@ -47,20 +43,3 @@ async def load_campaigns(redis: Redis) -> tuple[int, list[Campaign]]:
                 "stored campaign skipped", extra={"campaign": campaign_id, "error": str(error)}
             )
     return int(version or 0), campaigns
-
-
-async def spent_micros(
-    redis: Redis, campaign_ids: Sequence[str], day: str
-) -> dict[str, tuple[int, int]]:
-    """(total, today's) micros charged, per campaign, in one round trip."""
-    if not campaign_ids:
-        return {}
-    async with redis.pipeline(transaction=False) as pipe:
-        for campaign_id in campaign_ids:
-            pipe.get(keys.campaign_spent(campaign_id))
-            pipe.get(keys.campaign_spent_day(campaign_id, day))
-        values = await pipe.execute()
-    return {
-        campaign_id: (int(values[2 * i] or 0), int(values[2 * i + 1] or 0))
-        for i, campaign_id in enumerate(campaign_ids)
-    }
