@@ -1,11 +1,13 @@
 """Bulk load of device tags into the DMP: ``dmp ingest FILE`` and the library calls behind it.
 
-A file is read in chunks of lines. Worker processes (``dmp.ingest_worker``, one a core) turn
-each chunk into raw Redis commands: lines validated by ``dmp.ingest_format`` (bad ones go to
-a reject file), folded per device, encoded as stored profiles. This process writes the
-chunks' commands in file order over one raw connection (``dmp.resp``), a chunk's replies
-read while the next is sent, so a device given twice ends as the later line says and a
-reload stores the same bytes. Small inputs are parsed in this process, the same way.
+A file is read in chunks of lines: worker processes (``dmp.ingest_worker``, one a core) read
+byte ranges of a plain file themselves (``dmp.ingest_ranges``; a gzipped one is read here and
+handed on) and turn each chunk into raw Redis commands: lines validated by
+``dmp.ingest_format`` (bad ones go to a reject file), folded per device, encoded as stored
+profiles. This process writes the chunks' commands in file order over one raw connection
+(``dmp.resp``), a chunk's replies read while the next is sent, so a device given twice ends
+as the later line says and a reload stores the same bytes. Small inputs are parsed in this
+process, the same way.
 
 In replace mode a JSON Lines chunk takes the columnar path (``dmp.ingest_columns``): parsed
 by pyarrow, checked and encoded as arrays, its commands assembled in bulk; lines it is not
@@ -40,7 +42,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,7 @@ from dmp.ingest_format import (
     record_chunks,
 )
 from dmp.ingest_merge import Merger
+from dmp.ingest_ranges import BOM, ByteRange, byte_ranges, read_range
 from dmp.ingest_worker import ChunkParser, ChunkResult, Prepared, Settings, fold, split_lines
 from dmp.profile import day_number
 from dmp.profile_store import ProfileStore
@@ -80,8 +83,9 @@ DEFAULT_BATCH_SIZE = 4000  # lines a chunk: a few milliseconds of a worker's tim
 POOL_MIN_BYTES = 8 << 20
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 _GZIP_MAGIC = b"\x1f\x8b"
-_BOM = b"\xef\xbb\xbf"
 _READ_BYTES = 8 << 20
+# Bytes a worker's range spans per line of ``batch_size``: about a CSV line of 24 tags.
+_RANGE_LINE_BYTES = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +150,7 @@ def _jobs(
     are numbered from ``number`` (1: the file's start, where a byte-order mark is dropped)."""
     rest = stream.read(_READ_BYTES)
     if number == 1:
-        rest = rest.removeprefix(_BOM)
+        rest = rest.removeprefix(BOM)
     while rest:
         block = stream.read(_READ_BYTES)
         data = rest + block if block else rest
@@ -311,6 +315,92 @@ async def _in_workers(
             pending.cancel()
 
 
+def _line_count(text: bytes) -> int:
+    return text.count(b"\n") + (not text.endswith(b"\n") and bool(text))
+
+
+def _renumbered(result: ChunkResult, first_line: int) -> ChunkResult:
+    if first_line != 1 and result.rejected:
+        shift = first_line - 1
+        result.rejected = [
+            Rejected(r.line_number + shift, r.reason, r.text) for r in result.rejected
+        ]
+    return result
+
+
+def _read_on(
+    raw: io.BufferedReader,
+    spans: list[ByteRange],
+    index: int,
+    header: Header,
+    line: int,
+    table: TagTable,
+) -> tuple[Chunk, int, int]:
+    """Range ``index`` parsed here per line from line number ``line``, reading on through the
+    next ranges while a quoted row is under way: the chunk, the last range read and the
+    number of lines read."""
+    taken = [index]
+
+    def more() -> Iterator[_Job]:
+        for following in range(index + 1, len(spans)):
+            taken.append(following)
+            yield _Job(read_range(raw, spans[following]), 0, spans[following].end)
+
+    chunk = _csv_here(_Job(read_range(raw, spans[index]), line, 0), more(), header, table)
+    lines = sum(_line_count(read_range(raw, spans[i])) for i in taken)
+    return chunk, taken[-1], lines
+
+
+async def _range_results(
+    load: _Load,
+    pool: ProcessPoolExecutor,
+    raw: io.BufferedReader,
+    spans: list[ByteRange],
+    header: Header | None,
+    depth: int,
+) -> AsyncIterator[tuple[_Job | None, ChunkResult]]:
+    """Results of the ranges in file order (each with a text-less job: its first line and end
+    offset), lines renumbered.
+
+    A CSV range whose lines are not one row each comes back as None: it is parsed here per
+    line (``_csv_here``), reading on through the next ranges while a quoted row is under
+    way; the workers' results for the ranges so read are dropped.
+    """
+    path = str(raw.name)
+    window: deque[tuple[int, asyncio.Future[ChunkResult | None]]] = deque()
+    submitted = skip_to = 0
+    line = 1 if header is None else 2
+    try:
+        while submitted < len(spans) or window:
+            while submitted < len(spans) and len(window) < depth:
+                future: Future[ChunkResult | None]
+                if header is None:
+                    future = pool.submit(ingest_pool.parse_json_range, path, spans[submitted])
+                else:
+                    future = pool.submit(
+                        ingest_pool.parse_csv_range, path, spans[submitted], header
+                    )
+                window.append((submitted, asyncio.wrap_future(future)))
+                submitted += 1
+            index, pending = window.popleft()
+            result = await pending
+            if index < skip_to:
+                continue
+            if result is not None:
+                yield _Job(b"", line, spans[index].end), _renumbered(result, line)
+                line += result.lines
+                continue
+            assert header is not None  # only a CSV range comes back unparsed
+            chunk, last, lines = _read_on(raw, spans, index, header, line, load.parser.table)
+            skip_to = last + 1
+            result = await _parse_here(load.parser, load.store, chunk, lines)
+            yield _Job(b"", line, spans[last].end), result
+            line += lines
+    finally:
+        for _, left in window:
+            left.cancel()
+
+
 def _pool(settings: Settings, redis: Redis, workers: int) -> ProcessPoolExecutor:
     # Forked where possible: a spawned worker re-imports the caller's main module (which
     # may not guard its top level) and its imports cost a few tenths of a second. Workers
@@ -451,9 +541,12 @@ async def ingest_file(
             rejects.write(result.rejected)
             bar.update((job.position if job else raw.tell()) - bar.n)
 
+        size = os.fstat(raw.fileno()).st_size
+        compressed = raw.peek(2)[:2] == _GZIP_MAGIC
         if file_format == "csv":
             stream = _open(raw, stack)
-            first = stream.readline().removeprefix(_BOM)
+            head = stream.readline()
+            first = head.removeprefix(BOM)
             header = _csv_header_of(first) if settings.replace else None
             if header is None:
                 lines = itertools.chain((first,), stream)
@@ -464,13 +557,21 @@ async def ingest_file(
                     if processes > 1
                     else None
                 )
-                jobs = _jobs(stream, batch_size, raw, 2)
-                segments = _csv_segments(jobs, header, load.parser.table)
-                results = _csv_results(load, pool, segments, header, 2 * processes)
+                if pool is not None and not compressed:
+                    spans = list(byte_ranges(len(head), size, batch_size * _RANGE_LINE_BYTES))
+                    results = _range_results(load, pool, raw, spans, header, 2 * processes)
+                else:
+                    jobs = _jobs(stream, batch_size, raw, 2)
+                    segments = _csv_segments(jobs, header, load.parser.table)
+                    results = _csv_results(load, pool, segments, header, 2 * processes)
         elif processes > 1:
             pool = stack.enter_context(_pool(settings, redis, processes))
-            jobs = _jobs(_open(raw, stack), batch_size, raw)
-            results = _in_workers(pool, jobs, 2 * processes)
+            if compressed:
+                jobs = _jobs(_open(raw, stack), batch_size, raw)
+                results = _in_workers(pool, jobs, 2 * processes)
+            else:
+                spans = list(byte_ranges(0, size, batch_size * _RANGE_LINE_BYTES))
+                results = _range_results(load, pool, raw, spans, None, 2 * processes)
         else:
             results = _here(load.parser, load.store, _jobs(_open(raw, stack), batch_size, raw))
         loaded = await load.run(results, on_result)

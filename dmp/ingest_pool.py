@@ -9,9 +9,11 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+import pyarrow as pa  # type: ignore[import-untyped]
 import redis
 
-from dmp.ingest_csv_columns import Header
+from dmp.ingest_csv_columns import Header, plain_block
+from dmp.ingest_ranges import BOM, ByteRange, read_path_range
 from dmp.ingest_worker import ChunkParser, ChunkResult, Settings
 from dmp.profile_refs import INTERN_LUA
 from infra import keys
@@ -29,6 +31,9 @@ def start(settings: Settings, options: dict[str, Any]) -> None:
     """Pool initializer: the parser, and a client that only interns new snapshots."""
     # A worker allocates millions of short-lived acyclic objects: collect rarely.
     gc.freeze()
+    # One process a core already: arrow's own thread pools would only contend with them.
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
     gc.set_threshold(50_000, 50, 100)
     path = options.pop("path", None)
     client = redis.Redis(unix_socket_path=path, **options) if path else redis.Redis(**options)
@@ -52,3 +57,22 @@ def parse_csv(text: bytes, first_line: int, header: Header) -> ChunkResult:
     """One block of plain CSV lines (no header), numbered from ``first_line``."""
     parser: ChunkParser = _state["parser"]
     return parser.parse_csv(text, first_line, header, _state["intern"])
+
+
+def parse_json_range(path: str, span: ByteRange) -> ChunkResult:
+    """The JSON lines starting in ``span`` of the file, numbered from 1 (the loader renumbers)."""
+    parser: ChunkParser = _state["parser"]
+    text = read_path_range(path, span)
+    if span.start == 0:
+        text = text.removeprefix(BOM)
+    return parser.parse_json(text, 1, _state["intern"])
+
+
+def parse_csv_range(path: str, span: ByteRange, header: Header) -> ChunkResult | None:
+    """The CSV rows starting in ``span``, numbered from 1; None when its lines are not one row
+    each (``plain_block``), for the loader to parse them itself, reading on."""
+    parser: ChunkParser = _state["parser"]
+    text = read_path_range(path, span)
+    if text and not plain_block(text):
+        return None
+    return parser.parse_csv(text, 1, header, _state["intern"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,3 +160,36 @@ def test_plain_blocks_are_those_whose_lines_are_rows() -> None:
     assert plain_block(b'a,"b"\r\nc,d\r\n')
     assert not plain_block(b"a,b\rc\n")
     assert not plain_block(b"a,\xfc\n")
+
+
+async def test_quoted_rows_across_worker_ranges_are_read_on_and_later_rows_load_once(
+    redis: Redis, tmp_path: Path
+) -> None:
+    """Workers read 512-byte ranges here (batch_size 1): rows with a quoted field over many
+    lines cross range ends, so the loader parses them itself, reading on, and the rows after
+    them, in ranges the workers parsed too, load once and keep their line numbers."""
+    path = tmp_path / "devices.csv"
+    write_devices_csv(path, 120, seed=9)
+    header, *lines = path.read_bytes().splitlines(keepends=True)
+    many = "y\n" * 110
+    for at in (10, 30, 50, 70, 90, 99):
+        lines.insert(at, f'gaid,{G2}{at:02d},{SUV},android,"{many}",1,CHN,GD,X\n'.encode())
+    lines.insert(60, b"gaid,not-an-id,,,,,,,\n")
+    text = header + b"".join(lines)
+    path.write_bytes(text)
+    quoted = [m.start() for m in re.finditer(b'"y', text)]
+    assert any(start // 512 != (start + len(many)) // 512 for start in quoted)
+    found = []
+    for workers in (2, 1):
+        await redis.flushdb()
+        report = await ingest_file(
+            redis, path, taxonomy=Taxonomy.default(), mode="replace", now=NOW,
+            batch_size=1, workers=workers,
+        )  # fmt: skip
+        assert report.rejects_path is not None
+        rejects = report.rejects_path.read_text()
+        found.append((report.loaded, report.rejected, rejects, await stored(redis)))
+    assert found[0] == found[1]
+    assert found[0][:2] == (126, 1)
+    bad = text[: text.index(b"not-an-id")].count(b"\n") + 1
+    assert found[0][2].startswith(f"{bad}\tid: invalid gaid 'not-an-id'")
