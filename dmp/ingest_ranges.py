@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 BOM = b"\xef\xbb\xbf"
-_TAIL_READ = 1 << 16
+_TAIL_READ = 1 << 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,26 +35,27 @@ def read_range(file: BinaryIO, span: ByteRange) -> bytes:
     end of the file)."""
     begin = max(span.start - 1, 0)
     file.seek(begin)
-    data = file.read(span.end - begin)
+    # One read with room for the last line's end, one slice: copies of megabytes add up.
+    data = file.read(span.end - begin + _TAIL_READ)
+    first = 0
     if span.start > 0:
         # A line starts at the byte after a newline: skip the one under way at ``start``.
-        cut = data.find(b"\n")
-        if cut < 0:
+        first = data.find(b"\n", 0, span.end - begin) + 1
+        if first == 0:
             return b""
-        data = data[cut + 1 :]
-    if not data or data.endswith(b"\n"):
-        return data
-    tail = bytearray(data)
-    while True:
-        more = file.read(_TAIL_READ)
-        if not more:
-            break
+    if first >= span.end - begin:
+        return b""  # the next line starts at ``end``: the next range's
+    last = data.find(b"\n", span.end - begin - 1) + 1
+    if last > 0 or len(data) < span.end - begin + _TAIL_READ:
+        return data[first : last or len(data)]
+    tail = [data[first:]]
+    while more := file.read(_TAIL_READ):
         newline = more.find(b"\n")
         if newline >= 0:
-            tail += more[: newline + 1]
+            tail.append(more[: newline + 1])
             break
-        tail += more
-    return bytes(tail)
+        tail.append(more)
+    return b"".join(tail)
 
 
 def read_path_range(path: str, span: ByteRange) -> bytes:

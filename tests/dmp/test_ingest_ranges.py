@@ -11,7 +11,7 @@ from dmp.ingest_ranges import ByteRange, byte_ranges, read_range
 
 
 def _file(rng: random.Random) -> bytes:
-    lines = [b"x" * rng.choice([0, 1, 5, 40, 700]) + b"\n" for _ in range(rng.randint(0, 60))]
+    lines = [b"x" * rng.choice([0, 1, 5, 40, 700, 9000]) + b"\n" for _ in range(rng.randint(0, 60))]
     text = b"".join(lines)
     return text + (b"tail without newline" if rng.random() < 0.5 else b"")
 
