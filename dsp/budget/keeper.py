@@ -34,6 +34,15 @@ from infra.settings import Settings
 log = logging.getLogger(__name__)
 
 _DRAIN = 10_000  # settlements taken per lease per pipeline
+# KEYS: the settlement lists of every lease drained; ARGV: 1 at most this many from each.
+# Replies one list per key (empty when none), in KEYS order.
+_DRAIN_LUA = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  taken[i] = redis.call('LPOP', key, ARGV[1]) or {}
+end
+return taken
+"""
 _TOP_UP_GAP_S = 0.02  # least time between two urgent top-ups: Redis never sees a busy loop
 
 
@@ -73,6 +82,7 @@ class BudgetKeeper:
         self.keeper_id = keeper_id or new_keeper_id()
         self._redis = redis
         self._book = LeaseBook(redis, keep_records_s=settings.notice_ttl_s)
+        self._drain = redis.register_script(_DRAIN_LUA)
         self._lease_bp = settings.budget_lease_bp
         self._ttl_ms = round(settings.budget_lease_ttl_s * 1000)
         self._renew_every_s = settings.budget_lease_ttl_s / 4
@@ -93,6 +103,7 @@ class BudgetKeeper:
 
     async def warm_up(self) -> None:
         await self._book.warm_up()
+        await self._redis.script_load(_DRAIN_LUA)
 
     # The bid path: synchronous, no I/O.
 
@@ -152,19 +163,23 @@ class BudgetKeeper:
             fresh = self._open_accounts(campaigns, now)
             orders = self._orders(campaigns, mono, now)
             draining = [*self._accounts.values(), *self._winding.values()]
+            spend_keys = []
+            for campaign in campaigns:
+                spend_keys.append(keys.campaign_spent(campaign.id))
+                spend_keys.append(keys.campaign_spent_day(campaign.id, budget_day(campaign, now)))
+            # One MGET and one drain script, not commands per campaign: at a thousand
+            # campaigns, per-command client work was a fifth of the bidder's core.
             async with self._redis.pipeline(transaction=False) as pipe:
-                for campaign in campaigns:
-                    day = budget_day(campaign, now)
-                    pipe.get(keys.campaign_spent(campaign.id))
-                    pipe.get(keys.campaign_spent_day(campaign.id, day))
+                if spend_keys:
+                    pipe.mget(spend_keys)
                 await self._queue(pipe, draining, fresh, orders)
                 replies = await pipe.execute()
-            count = 2 * len(campaigns)
+            values = replies[0] if spend_keys else []
             spent = {
-                campaign.id: Spent(int(replies[2 * i] or 0), int(replies[2 * i + 1] or 0))
+                campaign.id: Spent(int(values[2 * i] or 0), int(values[2 * i + 1] or 0))
                 for i, campaign in enumerate(campaigns)
             }
-            self._absorb(draining, fresh, orders, replies[count:], mono)
+            self._absorb(draining, fresh, orders, replies[1 if spend_keys else 0 :], mono)
             self._spent = spent
             self._pace(campaigns, spent, now)
             self._forget()
@@ -299,8 +314,13 @@ class BudgetKeeper:
         fresh: Iterable[Account],
         orders: Iterable[LeaseOrder],
     ) -> None:
-        for account in draining:
-            pipe.lpop(keys.lease_resolved(account.campaign_id, account.lease), _DRAIN)
+        draining = list(draining)
+        if draining:
+            await self._drain(
+                keys=[keys.lease_resolved(a.campaign_id, a.lease) for a in draining],
+                args=[_DRAIN],
+                client=pipe,
+            )
         for account in fresh:
             # A new account starts from the lease's charges in Redis: nothing to drain twice.
             pipe.delete(keys.lease_resolved(account.campaign_id, account.lease))
@@ -315,10 +335,13 @@ class BudgetKeeper:
         replies: Sequence[object],
         mono: float,
     ) -> None:
-        for account, settled in zip(draining, replies[: len(draining)], strict=True):
-            self._settle(account, settled)
+        if draining:
+            drained = replies[0]
+            assert isinstance(drained, list)
+            for account, settled in zip(draining, drained, strict=True):
+                self._settle(account, settled)
         fresh_leases = {(account.campaign_id, account.lease) for account in fresh}
-        grants = replies[len(draining) + len(fresh) :]
+        grants = replies[bool(draining) + len(fresh) :]
         for order, reply in zip(orders, grants, strict=True):
             owner = self._account(order.campaign_id, order.lease)
             if owner is None:
