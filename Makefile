@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BENCH ?=
 
-.PHONY: demo test bench check lint typecheck format clean
+.PHONY: demo test bench check lint typecheck format clean fuzz soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,11 +17,28 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/dsp demo
 
-test: $(STAMP)
+# The console's browser tests drive Debian's headless Chromium (no browser download):
+# installed when missing, refreshing the package lists once if the first try fails.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends
+
+$(CHROMIUM):
+	$(APT_INSTALL) chromium || ($(SUDO) apt-get update && $(APT_INSTALL) chromium)
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(BENCH),--only $(BENCH),)
+
+# The long fuzz run of the bid endpoint (FUZZ_REQUESTS, default 100,000); a short one is in `test`.
+fuzz: $(STAMP)
+	$(BIN)/python -m bench.fuzz $(if $(FUZZ_REQUESTS),--requests $(FUZZ_REQUESTS),)
+
+# 30 minutes at half the bidder's maximum throughput (SOAK_SECONDS for a shorter run); not CI.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import bidding, profiles, targeting
+from bench import bidding, events, profiles, targeting
 from bench.figures import UNIX_TIME_FIELD, Figures
 from dmp.audience_bench import bench_audience_size_ms
 from infra.logs import setup_logging
@@ -28,6 +28,7 @@ class Options:
     generator_workers: int = 2
     warmup_s: float = 1.0
     duration_s: float = 5.0
+    events: int = 10_000_000
 
 
 DEFAULTS = Options()
@@ -73,6 +74,10 @@ def _bid(figures: Figures, options: Options) -> None:
     bidding.run_bid(figures, bid_options)
 
 
+def _events(figures: Figures, options: Options) -> None:
+    events.run_events(figures, count=options.events, seed=options.seed)
+
+
 GROUPS = (
     Group(
         "targeting", "decide() per request, 100 vs 10,000 campaigns", targeting.FIGURES, _targeting
@@ -80,6 +85,7 @@ GROUPS = (
     Group("dmp", "Redis bytes per device; bulk ingest throughput", profiles.FIGURES, _dmp),
     Group("audience", "exact audience size over 1M devices", AUDIENCE_FIGURES, _audience),
     Group("bid", "bidder vs bare aiohttp under load; latency; 2 workers", bidding.FIGURES, _bid),
+    Group("events", "aggregator through 10M stream events", events.FIGURES, _events),
 )
 
 
@@ -117,6 +123,7 @@ _NUMBERS: tuple[tuple[str, str, type[int] | type[float], str], ...] = (
     ("--duration", "duration_s", float, "seconds measured per load run"),
     ("--warmup", "warmup_s", float, "seconds of warm-up per load run"),
     ("--seed", "seed", int, "seed of every synthetic input"),
+    ("--events", "events", int, "events 'events' puts in the stream and aggregates"),
 )
 
 

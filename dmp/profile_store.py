@@ -14,6 +14,7 @@ trip and every reader sees self-contained blobs. ``get_many`` still reports an a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -146,12 +147,7 @@ class ProfileStore:
         if not digests:
             return None
         found = await self._lookup(keys=[keys.profile_bucket(d) for d in digests], args=digests)
-        if not isinstance(found, list):
-            return None
-        profile, scenes, primary, flat, audiences = found
-        counters = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
-        members = frozenset(audience.decode() for audience in audiences)
-        return Found(profile or None, scenes or None, primary, counters, members)
+        return found_of(found)
 
     async def scan(self, batch: int = 256) -> AsyncIterator[tuple[bytes, bytes]]:
         """Every stored ``(primary digest, profile blob)``, aliases skipped, bucket by bucket."""
@@ -274,3 +270,26 @@ class ProfileStore:
                 )
             removed = await pipe.execute()
         return sum(int(n) for n in removed)
+
+
+LOOKUP_SHA = hashlib.sha1(_LOOKUP_LUA.encode()).hexdigest().encode()
+LOAD_LOOKUP = resp.command(b"SCRIPT", b"LOAD", _LOOKUP_LUA.encode())
+
+
+def lookup_command(digests: Sequence[bytes]) -> bytes:
+    """``ProfileStore.lookup`` as raw RESP (an ``EVALSHA``), for a pipelined connection that
+    sent ``LOAD_LOOKUP`` first; its reply goes to ``found_of``."""
+    args = [b"EVALSHA", LOOKUP_SHA, b"%d" % len(digests)]
+    args += [keys.profile_bucket(d) for d in digests]
+    args += digests
+    return resp.command(*args)
+
+
+def found_of(reply: object) -> Found | None:
+    """The lookup script's reply as a ``Found`` (None: no such device)."""
+    if not isinstance(reply, list):
+        return None
+    profile, scenes, primary, flat, audiences = reply
+    counters = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    members = frozenset(audience.decode() for audience in audiences)
+    return Found(profile or None, scenes or None, primary, counters, members)

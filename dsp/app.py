@@ -13,18 +13,22 @@ from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from dmp.profile_store import ProfileStore
+from dmp.profile_store import LOAD_LOOKUP, ProfileStore
 from dmp.taxonomy import Taxonomy
 from dsp.api import setup_api
 from dsp.bidder.handler import Bidder
 from dsp.budget.keeper import BudgetKeeper
 from dsp.campaigns.live import LiveCampaigns
+from dsp.console import setup_console  # issue 11
 from dsp.errors import BadNotice, BadSignature, DspError, InvalidBidRequest, InvalidCampaign
+from dsp.events.bid_log import EventBuffer
+from dsp.events.tags import TagMatcher
 from dsp.metrics import Metrics
 from dsp.tracking.handlers import Tracking
 from dsp.tracking.ledger import Ledger
 from dsp.tracking.links import LinkSigner
 from infra import keys
+from infra.redis_pipe import RedisPipe
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ LIVE = web.AppKey("live", LiveCampaigns)
 BUDGET = web.AppKey("budget", BudgetKeeper)
 BIDDER = web.AppKey("bidder", Bidder)
 TRACKING = web.AppKey("tracking", Tracking)
+PIPE = web.AppKey("pipe", RedisPipe)
 
 _STATUS = {BadSignature: 403, BadNotice: 400, InvalidBidRequest: 400, InvalidCampaign: 422}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,7 +83,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     redis = Redis(connection_pool=pool)
     app[REDIS] = redis
+    # The bid path's lookups: one pipelined connection, its script loaded on every connect.
+    pipe = RedisPipe(settings.redis_url)
+    pipe.on_connect(LOAD_LOOKUP)
+    await pipe.connect()
+    app[PIPE] = pipe
     yield
+    await pipe.close()
     await redis.aclose()
 
 
@@ -102,26 +113,48 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     await budget.warm_up()
     live = LiveCampaigns(app[TAXONOMY], budget)
     await live.refresh(redis)
-    signer = LinkSigner(await _signing_key(redis, settings.signing_key), settings.base_url)
+    # issue 6: rotating link keys (newest first) when configured
+    signing = settings.signing_keys or await _signing_key(redis, settings.signing_key)
+    signer = LinkSigner(signing, settings.base_url)
     ledger = Ledger(
         redis,
         ttl_s=settings.notice_ttl_s,
         stream_maxlen=settings.event_stream_maxlen,
         settlements_ttl_s=max(60, round(4 * settings.budget_lease_ttl_s)),
+        click_rate_max=settings.click_rate_max,
+        click_rate_window_s=settings.click_rate_window_s,
     )
+    # issue 6: bid and loss events, buffered in process and flushed in batches
+    events = EventBuffer(
+        redis, max_events=settings.event_buffer_max, flush_s=settings.event_flush_s,
+        batch_max=settings.event_batch_max, stream_maxlen=settings.event_stream_maxlen,
+        metrics=metrics,
+    )  # fmt: skip
     profiles = ProfileStore(redis)
     await profiles.warm_up()
     await ledger.warm_up()
     app[LIVE] = live
     app[BUDGET] = budget
-    app[BIDDER] = Bidder(settings, profiles, live, signer, metrics, budget)
-    app[TRACKING] = Tracking(settings, signer, ledger, live, metrics, budget)
+    app[BIDDER] = Bidder(
+        settings,
+        profiles,
+        live,
+        signer,
+        metrics,
+        budget,
+        events,
+        TagMatcher(app[TAXONOMY]),
+        app[PIPE],
+    )
+    app[TRACKING] = Tracking(settings, signer, ledger, live, metrics, budget, events)
+    events.start()
     tasks = [
         asyncio.create_task(live.run(redis, settings.campaign_refresh_s)),
         asyncio.create_task(budget.run(settings.campaign_refresh_s)),
     ]
     yield
     await _stop(tasks)
+    await events.close()  # issue 6: what is still buffered goes to the stream
     try:
         await budget.close()  # unreserved money goes back to the budgets at once
     except RedisError as error:
@@ -171,4 +204,5 @@ def create_app(settings: Settings, taxonomy: Taxonomy | None = None) -> web.Appl
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     setup_api(app)
+    setup_console(app)  # issue 11: the advertiser console at /console
     return app

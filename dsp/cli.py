@@ -16,6 +16,7 @@ from dsp.admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from dsp.budget.pacing_cli import add_pacing_command
 from dsp.campaigns.store import load_campaigns, save_campaigns
 from dsp.errors import InvalidCampaign
+from dsp.events.cli import add_events_command
 from dsp.reporting.report import DIMENSIONS, build_report, format_report
 from infra.embedded_redis import redis_url_or_embedded
 from infra.logs import setup_logging
@@ -55,11 +56,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic world")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    report = commands.add_parser("report", help="CTR report by campaign, creative, day, hour")
+    report = commands.add_parser(
+        "report",
+        help="CTR report by campaign, creative, day, hour, tag",
+        description=(
+            "Impressions, clicks, CTR with its Wilson 95 %% interval, spend, eCPM and eCPC from "
+            "the event log's counts (events still in the stream are counted first)."
+        ),
+    )
     report.add_argument(
-        "--by", type=_dimensions, default=("campaign",), help="comma-separated dimensions"
+        "--by",
+        type=_dimensions,
+        default=("campaign",),
+        help=f"comma-separated dimensions of {','.join(DIMENSIONS)} (default campaign)",
     )
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument(
+        "--png", type=Path, metavar="FILE", help="also draw CTR by hour (with band) and by tag"
+    )
     _redis_option(report)
 
     campaigns = commands.add_parser("campaigns", help="load or list campaigns")
@@ -68,13 +82,24 @@ def _parser() -> argparse.ArgumentParser:
     _redis_option(campaigns)
     add_admin_commands(commands)
     add_pacing_command(commands)
+    add_events_command(commands)
     return parser
 
 
-async def _report(url: str, by: Sequence[str], fmt: str) -> str:
+async def _report(url: str, by: Sequence[str], fmt: str, png: Path | None) -> str:
+    from dmp.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.default()
     redis = Redis.from_url(url)
     try:
-        return format_report(await build_report(redis, by), by, fmt)
+        text = format_report(await build_report(redis, by, catch_up_s=None), by, fmt, taxonomy)
+        if png is not None:
+            from dsp.reporting.charts import plot_ctr
+
+            by_hour = await build_report(redis, ("hour",), current=False)
+            by_tag = await build_report(redis, ("tag",), current=False)
+            plot_ctr(by_hour, by_tag, png, taxonomy=taxonomy)
+        return text
     finally:
         await redis.aclose()
 
@@ -111,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_admin(args, settings)
     if args.command == "pacing-sim":
         return int(args.run(args))
+    if args.command == "events":
+        return int(args.run(args, settings))
     redis_url = getattr(args, "redis_url", None) or settings.redis_url
     if args.command == "serve":
         from dsp.serve import serve
@@ -130,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with redis_url_or_embedded(redis_url) as url:
         try:
             if args.command == "report":
-                print(uvloop.run(_report(url, args.by, args.format)))
+                print(uvloop.run(_report(url, args.by, args.format, args.png)))
             else:
                 print(uvloop.run(_campaigns(url, args.action, args.file)))
         except (InvalidCampaign, OSError, orjson.JSONDecodeError) as error:

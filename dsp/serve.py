@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import signal
+from pathlib import Path
 from types import FrameType
 
 import uvloop
 from aiohttp import web
 
-from dsp.app import create_app
+from dsp.app import BIDDER, PIPE, create_app
+from dsp.bidder.front import BidFront, Shedder
 from infra.embedded_redis import redis_url_or_embedded
 from infra.logs import setup_logging
 from infra.settings import Settings
@@ -21,16 +24,45 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings) -> None:
     """One bidder process until SIGINT/SIGTERM, then a graceful shutdown via cleanup_ctx."""
     setup_logging(settings.log_level, json=settings.log_json)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
+    uvloop.run(_worker(settings))
+
+
+async def _worker(settings: Settings) -> None:
+    """The app set up by aiohttp's runner (its cleanup_ctx resources), served through the
+    bid front (``dsp.bidder.front``), which hands every other request to aiohttp."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    handoff = runner.server
+    assert handoff is not None
+    loop = asyncio.get_running_loop()
+    shedder = Shedder(threshold_s=settings.shed_lag_ms / 1000)
+    connections: set[BidFront] = set()
+    bidder, pipe = app[BIDDER], app[PIPE]
+    server = await loop.create_server(
+        lambda: BidFront(bidder, pipe, shedder, handoff, connections, settings.max_body_bytes),
+        settings.host,
+        settings.port,
         reuse_port=settings.workers > 1,
-        access_log=None,
-        print=None,
-        loop=uvloop.new_event_loop(),
-        shutdown_timeout=5,
+        backlog=1024,
     )
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    shedder.start()
+    try:
+        await stopping.wait()
+    finally:
+        log.info("bidder stopping", extra={"connections": len(connections)})
+        server.close()
+        for connection in list(connections):
+            connection.close_when_idle()
+        # Bids in flight are answered (each within its tmax) before the resources close.
+        deadline = loop.time() + settings.max_tmax_ms / 1000 + 0.5
+        while connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        shedder.stop()
+        await runner.cleanup()
 
 
 def _supervise(settings: Settings) -> None:
@@ -55,7 +87,8 @@ def _supervise(settings: Settings) -> None:
 
 def serve(settings: Settings) -> None:
     """Serve until stopped; without a Redis URL, on an embedded Redis that stops with us."""
-    with redis_url_or_embedded(settings.redis_url) as url:
+    data_dir = Path(settings.redis_data_dir) if settings.redis_data_dir else None  # issue 10
+    with redis_url_or_embedded(settings.redis_url, data_dir) as url:
         settings = settings.replace(redis_url=url)
         log.info(
             "bidder listening",

@@ -67,7 +67,13 @@ def _answers_ping(port: int) -> bool:
 
 
 class EmbeddedRedis:
-    """Start with ``start()`` or ``with EmbeddedRedis() as url:``; ``stop()`` is idempotent."""
+    """Start with ``start()`` or ``with EmbeddedRedis() as url:``; ``stop()`` is idempotent.
+
+    With ``appendonly`` every write goes to an append-only file in ``data_dir`` (fsync once a
+    second, ``appendfsync everysec``): a server started again on the same directory has all
+    the data but the last second before a crash (none after a clean stop). ``port`` pins the
+    port (0: a free one), so a restarted server is found at the same URL.
+    """
 
     def __init__(
         self,
@@ -75,12 +81,14 @@ class EmbeddedRedis:
         *,
         appendonly: bool = False,
         extra_config: dict[str, str] | None = None,
+        port: int = 0,
     ) -> None:
         self._data_dir = data_dir
         self._appendonly = appendonly
         self._extra_config = extra_config or {}
         self._process: subprocess.Popen[bytes] | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self._fixed_port = port
         self.port = 0
 
     @property
@@ -94,6 +102,7 @@ class EmbeddedRedis:
             "dir": str(data_dir),
             "save": "",
             "appendonly": "yes" if self._appendonly else "no",
+            "appendfsync": "everysec",
             "daemonize": "no",
             "protected-mode": "yes",
             "loglevel": "warning",
@@ -117,7 +126,7 @@ class EmbeddedRedis:
             data_dir = self._data_dir
             data_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(attempts):
-            port = free_port()
+            port = self._fixed_port or free_port()
             process = subprocess.Popen(
                 self._command(port, data_dir),
                 stdout=subprocess.DEVNULL,
@@ -168,10 +177,14 @@ class EmbeddedRedis:
 
 
 @contextlib.contextmanager
-def redis_url_or_embedded(redis_url: str | None) -> Iterator[str]:
-    """The given URL, or an embedded server's for the duration of the block."""
+def redis_url_or_embedded(redis_url: str | None, data_dir: Path | None = None) -> Iterator[str]:
+    """The given URL, or an embedded server's for the duration of the block.
+
+    With ``data_dir`` the embedded server keeps its data there in an append-only file
+    (fsync every second) and finds it again on the next start; without, it starts empty in
+    a temporary directory and its data goes when it stops."""
     if redis_url:
         yield redis_url
         return
-    with EmbeddedRedis() as url:
+    with EmbeddedRedis(data_dir, appendonly=data_dir is not None) as url:
         yield url

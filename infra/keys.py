@@ -206,3 +206,36 @@ def audience_memberships(digest: bytes) -> bytes:
 
 TARGETABLE_AUDIENCES = b"dmp:audiences:targetable"  # hash: audience id -> how to target it
 TARGETABLE_VERSION = b"dmp:audiences:targetable:version"  # bumped when that hash changes
+
+
+# Event log (dsp/events). The aggregator's counts share the event stream's slot: their hash
+# tag is the stream's own name, so one Lua script can count a batch and XACK it together.
+EVENTS_GROUP_AGGREGATOR = "aggregator"  # consumer group that keeps the report counts
+EVENTS_GROUP_ARCHIVER = "archiver"  # consumer group that writes the archive files
+
+
+def event_counts(campaign_id: str, hour: str) -> str:
+    """Counts of one campaign in one hour (``YYYYMMDDHH``, UTC) from the event log: field
+    ``<creative>|<tag>|<metric>`` (tag ``*``: every event once; ``-``: matched no tag).
+    One hash an hour stays small, so Redis keeps it compact and an increment stays cheap."""
+    return f"dsp:{{dsp:events}}:counts:{campaign_id}:{hour}"
+
+
+def event_hours(campaign_id: str) -> str:
+    """Set of the hours (``YYYYMMDDHH``) a campaign has counts in."""
+    return f"dsp:{{dsp:events}}:hours:{campaign_id}"
+
+
+def event_campaigns() -> str:
+    """Set of the campaign ids the aggregator has counted events of."""
+    return "dsp:{dsp:events}:campaigns"
+
+
+def archive_offsets() -> str:
+    """Hash of the archiver's files: file name -> bytes durably written and acknowledged."""
+    return "dsp:{dsp:events}:archive-offsets"
+
+
+def device_clicks(digest: bytes, window: int) -> bytes:
+    """Clicks of a device in one click-rate window (invalid-traffic rule), beside its profile."""
+    return _beside_profile(b"dsp:k", digest) + b":%d" % window

@@ -54,6 +54,19 @@ def _fx(raw: str | None) -> Mapping[str, Decimal]:
     return rates
 
 
+def _signing_keys(raw: str | None) -> tuple[tuple[str, bytes], ...]:
+    """``k2=secret2,k1=secret1``: key id and secret, newest first."""
+    found = []
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        key_id, _, secret = item.strip().partition("=")
+        if not key_id or not secret or not key_id.isalnum():
+            raise ConfigError("DSP_SIGNING_KEYS", f"expected ID=SECRET, got {item.strip()!r}")
+        found.append((key_id, secret.encode()))
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a process needs to know about its deployment; passed down, never global."""
@@ -72,6 +85,9 @@ class Settings:
     tmax_margin_ms: int = 10
     max_tmax_ms: int = 2000
     max_body_bytes: int = 256 * 1024
+    # Event-loop lag past which the bid front answers a growing share of requests 204 unread
+    # (dsp/bidder/front.py): well inside tmax, so the answers it does give stay on time.
+    shed_lag_ms: int = 30
     redis_max_connections: int = 64
     event_stream_maxlen: int = 1_000_000
     campaign_refresh_s: float = 0.25
@@ -90,6 +106,29 @@ class Settings:
     fx_per_usd: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_FX_PER_USD))
     log_level: str = "INFO"
     log_json: bool = True
+    # Tracking-link keys as (key id, secret), newest first: links are signed with the first,
+    # and verify under any listed one, so a key can be rotated without breaking live links.
+    # Empty: ``signing_key`` (or the random shared key) under key id "0".
+    signing_keys: tuple[tuple[str, bytes], ...] = ()
+    # Event log (dsp/events): where the archiver writes its hourly files, the bidder's
+    # in-process bid-event buffer (bounded: beyond it events are dropped and counted), and
+    # the invalid-traffic rule "more than N clicks of one device in a window".
+    events_dir: str = "data/events"
+    event_buffer_max: int = 100_000
+    event_flush_s: float = 0.2
+    event_batch_max: int = 1000
+    events_claim_idle_s: float = 30.0
+    click_rate_max: int = 5
+    click_rate_window_s: int = 3600
+    # issue 10: advertiser API limits. A token bucket per bearer token (keyed by its hash,
+    # in each process: N workers allow N times the rate): ``api_rate_per_s`` sustained,
+    # ``api_burst`` at once, then 429 with Retry-After. Bodies over ``api_max_body_bytes``: 413.
+    api_rate_per_s: float = 50.0
+    api_burst: int = 500
+    api_max_body_bytes: int = 64 * 1024
+    # issue 10: where an embedded Redis (no REDIS_URL) keeps an append-only file, fsync'd
+    # every second, so a restart keeps the events and budgets; None: a throwaway directory.
+    redis_data_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -104,6 +143,7 @@ class Settings:
             signing_key=key.encode() if key else None,
             default_tmax_ms=_int(environ, "DSP_DEFAULT_TMAX_MS", base.default_tmax_ms),
             tmax_margin_ms=_int(environ, "DSP_TMAX_MARGIN_MS", base.tmax_margin_ms),
+            shed_lag_ms=_int(environ, "DSP_SHED_LAG_MS", base.shed_lag_ms),
             event_stream_maxlen=_int(environ, "DSP_EVENT_STREAM_MAXLEN", base.event_stream_maxlen),
             campaign_refresh_s=_float(environ, "DSP_CAMPAIGN_REFRESH_S", base.campaign_refresh_s),
             notice_timeout_s=_float(environ, "DSP_NOTICE_TIMEOUT_S", base.notice_timeout_s),
@@ -112,6 +152,16 @@ class Settings:
             fx_per_usd=_fx(environ.get("DSP_FX_PER_USD")),
             log_level=environ.get("LOG_LEVEL", base.log_level).upper(),
             log_json=environ.get("LOG_FORMAT", "json").lower() != "text",
+            signing_keys=_signing_keys(environ.get("DSP_SIGNING_KEYS")),
+            events_dir=environ.get("DSP_EVENTS_DIR", base.events_dir),
+            event_buffer_max=_int(environ, "DSP_EVENT_BUFFER_MAX", base.event_buffer_max),
+            event_flush_s=_float(environ, "DSP_EVENT_FLUSH_S", base.event_flush_s),
+            click_rate_max=_int(environ, "DSP_CLICK_RATE_MAX", base.click_rate_max),
+            click_rate_window_s=_int(environ, "DSP_CLICK_RATE_WINDOW_S", base.click_rate_window_s),
+            api_rate_per_s=_float(environ, "DSP_API_RATE_PER_S", base.api_rate_per_s),
+            api_burst=_int(environ, "DSP_API_BURST", base.api_burst),
+            api_max_body_bytes=_int(environ, "DSP_API_MAX_BODY_BYTES", base.api_max_body_bytes),
+            redis_data_dir=environ.get("REDIS_DATA_DIR") or None,
         )
 
     def __post_init__(self) -> None:

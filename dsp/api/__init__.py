@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from dsp.api import objects, reports
+from dsp.api import insights, objects, reports  # issue 11: insights (console's DMP views)
 from dsp.api.changes import Rules
 from dsp.api.http import (
     API,
@@ -36,6 +36,7 @@ from dsp.api.http import (
     api_middleware,
     error_response,
 )
+from dsp.api.limits import limits_middleware
 from dsp.api.openapi import document
 from dsp.api.records import ADVERTISER, OWNED_KINDS
 from dsp.api.validation import Validators
@@ -68,6 +69,7 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("GET", "/reports", reports.report),
         ("GET", OPENAPI_PATH.removeprefix(PREFIX), _openapi),
     ]
+    table += insights.ROUTES  # issue 11: taxonomy, estimates, analysis
     return table
 
 
@@ -114,9 +116,11 @@ def setup_api(app: web.Application) -> None:
     if API_APP in app:
         return
     # Imported here: dsp.app imports this package to call setup_api.
-    from dsp.app import REDIS, TAXONOMY
+    from dsp.app import REDIS, SETTINGS, TAXONOMY
 
-    api = web.Application(middlewares=[api_middleware, query_guard(documented_queries())])
+    # Limits first (issue 10): a throttled or oversized request costs no Redis round trip.
+    middlewares = [limits_middleware(app[SETTINGS]), api_middleware]
+    api = web.Application(middlewares=[*middlewares, query_guard(documented_queries())])
     for method, path, handler in routes():
         api.router.add_route(method, path, handler)
     encoded = orjson.dumps(document())
@@ -127,5 +131,6 @@ def setup_api(app: web.Application) -> None:
         yield
 
     api.cleanup_ctx.append(_context)
+    api.cleanup_ctx.append(insights.context(app[TAXONOMY]))  # issue 11: after _context
     app.add_subapp(PREFIX, api)
     app[API_APP] = api

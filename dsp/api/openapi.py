@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from dsp.api.http import PREFIX
+from dsp.api.insight_docs import insight_paths  # issue 11
+from dsp.api.limits import document_limits
 from dsp.api.records import ADVERTISER, OWNED_KINDS, Kind
 from dsp.api.reports import AUDITED_KINDS, BY_PATTERN
 from dsp.api.schemas import ID_PATTERN, Schema, components, merge_patch_schema, ref
@@ -25,7 +27,10 @@ _ERRORS = {
     "412": "If-Match does not carry the current ETag: re-read, re-apply, retry",
     "422": "A field fails validation; `field` names its path and `reason` the problem",
     "428": "A change needs If-Match with the ETag of the version it edits",
+    "413": "The request body is larger than the API accepts",
+    "429": "Too many requests for this token: wait the seconds Retry-After gives",
 }
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 _ID_PARAM = {
     "name": "id",
     "in": "path",
@@ -137,6 +142,7 @@ def _paths() -> dict[str, Any]:
         }  # fmt: skip
     paths[f"{PREFIX}/audit"] = {"get": _audit_op()}
     paths[f"{PREFIX}/reports"] = {"get": _report_op()}
+    paths.update(insight_paths())  # issue 11: taxonomy, estimates, analysis
     paths[f"{PREFIX}/openapi.json"] = {
         "get": _op(
             "This document", {"200": _json("The OpenAPI document", {"type": "object"})},
@@ -227,12 +233,13 @@ def document() -> dict[str, Any]:
                 "Changes need If-Match with the ETag of the version they edit."
             ),
         },
-        "paths": _paths(),
+        "paths": document_limits(_paths()),
         "components": {
             "schemas": components(),
             "responses": {
                 f"E{code}": {**error, "description": text} for code, text in _ERRORS.items()
-            },
+            }
+            | {"E429": {**error, "description": _ERRORS["429"], "headers": _RETRY_AFTER}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

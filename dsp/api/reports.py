@@ -19,6 +19,7 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 AUDITED_KINDS = (*KINDS, "token")
 _DIMENSION = "(" + "|".join(DIMENSIONS) + ")"
 BY_PATTERN = f"^{_DIMENSION}(,{_DIMENSION})*$"
+CATCH_UP_S = 2.0  # at most this long counting a backlog before answering
 
 
 def _dimensions(request: web.Request) -> tuple[str, ...]:
@@ -29,7 +30,10 @@ def _dimensions(request: web.Request) -> tuple[str, ...]:
 
 
 async def report(request: web.Request) -> web.Response:
-    """``GET /reports``: wins, impressions, clicks, CTR and spend of the caller's campaigns."""
+    """``GET /reports``: wins, impressions, clicks, CTR (with its 95 % Wilson interval,
+    ``ctr_low``/``ctr_high``) and spend of the caller's campaigns, by campaign, creative,
+    day, hour or matched tag. Events still in the stream are counted first (within
+    ``CATCH_UP_S``)."""
     who, redis = caller(request, READ), request.app[API].redis
     by = _dimensions(request)
     fmt = choice_param(request, "format", ("json", "csv"), "json")
@@ -39,7 +43,7 @@ async def report(request: web.Request) -> web.Response:
         if wanted not in campaign_ids:
             raise ObjectNotFound(CAMPAIGN.name, wanted)
         campaign_ids = {wanted}
-    rows = await build_report(redis, by, campaign_ids)
+    rows = await build_report(redis, by, campaign_ids, catch_up_s=CATCH_UP_S)
     if fmt == "csv":
         return web.Response(text=format_report(rows, by, "csv"), content_type="text/csv")
     records = orjson.loads(format_report(rows, by, "json"))

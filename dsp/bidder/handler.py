@@ -15,19 +15,24 @@ from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from dmp.profile import UNSCORED, Profile, ProfileFormatError, day_number, decode
-from dmp.profile_store import ProfileStore
+from dmp.profile_store import LOAD_LOOKUP, Found, ProfileStore, found_of, lookup_command
 from dmp.scene_codec import live_scene_tags
 from dsp.bidder.decide import decide
 from dsp.bidder.openrtb import BidRequest, parse_bid_request
 from dsp.bidder.response import Admitted, bid_response, response_currency
 from dsp.budget.keeper import BudgetKeeper
+from dsp.campaigns.index import Line
 from dsp.campaigns.live import LiveCampaigns
 from dsp.errors import InvalidBidRequest
+from dsp.events.bid_log import EventBuffer
+from dsp.events.tags import TagMatcher
 from dsp.metrics import Metrics
 from dsp.tracking.links import LinkSigner
+from infra.redis_pipe import RedisPipe, Reply
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,9 +45,12 @@ def no_bid() -> web.Response:
     return web.Response(status=204)
 
 
-def bad_request(field: str, reason: str) -> web.Response:
-    body = orjson.dumps({"error": "invalid bid request", "field": field, "reason": reason})
-    return web.Response(status=400, body=body, content_type="application/json")
+def bad_request_body(field: str, reason: str) -> bytes:
+    return orjson.dumps({"error": "invalid bid request", "field": field, "reason": reason})
+
+
+def _ignore(reply: Reply) -> None:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +70,26 @@ class Bidder:
     signer: LinkSigner
     metrics: Metrics
     budget: BudgetKeeper
+    # issue 6: bid events go to an in-process buffer (no Redis call on the bid path)
+    events: EventBuffer | None = None
+    tag_matcher: TagMatcher | None = None
+    # The pipelined connection lookups go through (``dsp.bidder.front``); None: redis-py.
+    pipe: RedisPipe | None = None
 
     def _budget_s(self, bid_request: BidRequest) -> float:
         tmax = bid_request.tmax_ms
         return max(tmax - min(self.settings.tmax_margin_ms, tmax // 5), 1) / 1000
 
-    async def _device(self, bid_request: BidRequest) -> Device:
+    def digests(self, bid_request: BidRequest) -> list[bytes] | None:
+        """The digests to look up, or None when the request must not, or cannot, use the DMP."""
         if bid_request.privacy_restricted or not bid_request.device_ids:
+            return None
+        return [device.key for device in bid_request.device_ids]
+
+    def device(self, digests: list[bytes] | None, found: Found | None) -> Device:
+        """The device the lookup of ``digests`` found (``found``), decoded for ``decide``."""
+        if digests is None:
             return Device(None, None, "")
-        digests = [device.key for device in bid_request.device_ids]
-        found = await self.profiles.lookup(digests)
         if found is None:
             return Device(None, {}, digests[0].hex())
         now = time.time()
@@ -89,15 +107,25 @@ class Bidder:
                     profile.tags[tag] = UNSCORED
         return Device(profile, found.counters, found.primary.hex())
 
+    def currency(self, bid_request: BidRequest) -> str | None:
+        """The answer's currency, or None when no bid can be made at all (no lines either)."""
+        if not self.live.index.lines:
+            return None
+        return response_currency(bid_request.currencies, self.settings.fx_per_usd)
+
+    def deadline(self, bid_request: BidRequest, started: float) -> float:
+        """The monotonic time by which the answer must be written."""
+        return started + self._budget_s(bid_request)
+
     async def answer(self, bid_request: BidRequest, started: float) -> web.Response:
-        currency = response_currency(bid_request.currencies, self.settings.fx_per_usd)
-        live = self.live
-        if currency is None or not live.index.lines:
+        currency = self.currency(bid_request)
+        if currency is None:
             return no_bid()
-        remaining = self._budget_s(bid_request) - (time.monotonic() - started)
+        remaining = self.deadline(bid_request, started) - time.monotonic()
+        digests = self.digests(bid_request)
         try:
             async with asyncio.timeout(remaining):
-                device = await self._device(bid_request)
+                found = await self._lookup(digests) if digests else None
         except TimeoutError:
             self.metrics.count("timeouts")
             return no_bid()
@@ -105,16 +133,46 @@ class Bidder:
             self.metrics.count("redis_errors")
             log.warning("profile lookup failed", extra={"error": str(error)})
             return no_bid()
-        admitted = self._admit(bid_request, device, live)
-        if not admitted:
+        status, body = self.respond(bid_request, self.device(digests, found), currency)
+        if status == 204:
             return no_bid()
+        return web.Response(body=body, content_type="application/json")
+
+    async def _lookup(self, digests: list[bytes]) -> Found | None:
+        if self.pipe is None:
+            return await self.profiles.lookup(digests)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def done(reply: Reply) -> None:
+            if not future.done():
+                future.set_result(reply)
+
+        if not self.pipe.call(lookup_command(digests), done):
+            raise RedisConnectionError("the lookup connection is down")
+        return self.found(await future)
+
+    def found(self, reply: Reply) -> Found | None:
+        """The lookup's reply, or its error raised (a lost script is loaded again)."""
+        if isinstance(reply, Exception):
+            if self.pipe is not None and str(reply).startswith("NOSCRIPT"):
+                self.pipe.call(LOAD_LOOKUP, _ignore)
+            raise reply
+        return found_of(reply)
+
+    def respond(self, bid_request: BidRequest, device: Device, currency: str) -> tuple[int, bytes]:
+        """The answer once the device is known: (200, bid response JSON) or (204, b"")."""
+        admitted = self._admit(bid_request, device, self.live)
+        if not admitted:
+            return 204, b""
+        now_ms = int(time.time() * 1000)
         response = bid_response(
             bid_request, admitted, signer=self.signer, currency=currency,
-            rate=self.settings.fx_per_usd[currency], device=device.key,
-            now_ms=int(time.time() * 1000),
+            rate=self.settings.fx_per_usd[currency], device=device.key, now_ms=now_ms,
         )  # fmt: skip
+        if self.events is not None:  # issue 6: bid events, buffered in process
+            self.events.bids(bid_request, admitted, device.key, now_ms)
         self.metrics.count("bids", len(admitted))
-        return web.Response(body=orjson.dumps(response), content_type="application/json")
+        return 200, orjson.dumps(response)
 
     def _admit(
         self, bid_request: BidRequest, device: Device, live: LiveCampaigns
@@ -134,37 +192,53 @@ class Bidder:
                 if reservation is None:
                     refused.append(line.campaign.id)
                 else:
-                    admitted[bid.imp.id] = Admitted(bid, reservation)
+                    admitted[bid.imp.id] = Admitted(bid, reservation, self._tags(line, device))
             if not refused:
                 break
             blocked = moment.blocked_lines | live.index.lines_of(refused)
             moment = dataclasses.replace(moment, blocked_lines=blocked)
         return list(admitted.values())
 
-    async def handle(self, request: web.Request) -> web.Response:
-        started = time.monotonic()
+    def _tags(self, line: Line, device: Device) -> tuple[int, ...]:
+        """issue 6: the device's tags the line's targeting matched (signed into its links)."""
+        if self.tag_matcher is None or device.profile is None:
+            return ()
+        return self.tag_matcher.matched(line.campaign.targeting.tags, device.profile.tags)
+
+    def parse(self, body: bytes) -> BidRequest | tuple[int, bytes]:
+        """The request's facts, or the 400 answer (status, JSON body) naming what is wrong."""
         self.metrics.count("bid_requests")
         try:
-            data = orjson.loads(await request.read())
-            bid_request = parse_bid_request(
-                data,
+            return parse_bid_request(
+                orjson.loads(body),
                 default_tmax_ms=self.settings.default_tmax_ms,
                 max_tmax_ms=self.settings.max_tmax_ms,
                 fx_per_usd=self.settings.fx_per_usd,
             )
         except orjson.JSONDecodeError as error:
             self.metrics.count("bad_requests")
-            return bad_request("$", f"malformed JSON: {error}")
+            return 400, bad_request_body("$", f"malformed JSON: {error}")
         except InvalidBidRequest as error:
             self.metrics.count("bad_requests")
-            return bad_request(error.field, error.reason)
+            return 400, bad_request_body(error.field, error.reason)
+
+    def answered(self, status: int, started: float) -> None:
+        """Count an answer given ``started`` (monotonic) with ``status``."""
+        self.metrics.observe_bid_ms((time.monotonic() - started) * 1000)
+        if status == 204:
+            self.metrics.count("no_bids")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        parsed = self.parse(await request.read())
+        if not isinstance(parsed, BidRequest):
+            status, body = parsed
+            return web.Response(status=status, body=body, content_type="application/json")
         try:
-            response = await self.answer(bid_request, started)
+            response = await self.answer(parsed, started)
         except Exception:  # a bug must cost one no-bid, not the exchange's trust
-            log.exception("bid failed", extra={"request_id": bid_request.id})
+            log.exception("bid failed", extra={"request_id": parsed.id})
             self.metrics.count("errors")
             response = no_bid()
-        self.metrics.observe_bid_ms((time.monotonic() - started) * 1000)
-        if response.status == 204:
-            self.metrics.count("no_bids")
+        self.answered(response.status, started)
         return response

@@ -35,6 +35,11 @@ def parse_native_request(text: str | None) -> NativeAssets | None:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
+    return native_assets(data)
+
+
+def native_assets(data: object) -> NativeAssets | None:
+    """The assets of a decoded native request (some exchanges send the object, not a string)."""
     if isinstance(data, dict) and isinstance(data.get("native"), dict):
         data = data["native"]
     assets = data.get("assets") if isinstance(data, dict) else None
@@ -51,7 +56,9 @@ def parse_native_request(text: str | None) -> NativeAssets | None:
         if isinstance(img, dict) and image is None and img.get("type", _IMAGE_MAIN) == _IMAGE_MAIN:
             image = _asset_id(asset)
             w, h = img.get("w") or img.get("wmin"), img.get("h") or img.get("hmin")
-            size = (w, h) if isinstance(w, int) and isinstance(h, int) else (0, 0)
+            size = (0, 0)
+            if type(w) is int and type(h) is int and w > 0 and h > 0:  # JSON true is no size
+                size = (w, h)
         data_asset = asset.get("data")
         if isinstance(data_asset, dict) and data_asset.get("type") == _DATA_DESCRIPTION:
             description = description if description is not None else _asset_id(asset)

@@ -7,19 +7,24 @@ Unknown fields and enum values are tolerated, as OpenRTB asks of bidders.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
 from dmp.ids import DeviceId, device_ids_from_openrtb
-from dsp.bidder.native import NativeAssets, parse_native_request
+from dsp.bidder.native import NativeAssets, native_assets, parse_native_request
 from dsp.errors import InvalidBidRequest
 
 _OS_ALIASES = {"ipados": "ios", "iphone os": "ios", "tvos": "ios", "android tv": "android"}
 _EMPTY: Mapping[str, Any] = {}
+# IAB TCF consent strings: base64url segments joined by dots; the core segment opens with a
+# 6-bit version (1 or 2) and holds at least the core fields (173 bits in v1, 213 in v2).
+_TCF_SEGMENT = re.compile(r"[A-Za-z0-9_-]{29,4096}")
+_TCF_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,13 @@ def _int_flag(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _size(w: object, h: object) -> tuple[int, int] | None:
+    """A width and height in pixels: integers (JSON true is no size), both positive."""
+    if type(w) is int and type(h) is int and w > 0 and h > 0:
+        return w, h
+    return None
+
+
 def _strings(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
@@ -95,12 +107,11 @@ def _sizes(banner: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
     formats = banner.get("format")
     for fmt in formats if isinstance(formats, list) else ():
         if isinstance(fmt, Mapping):
-            w, h = fmt.get("w"), fmt.get("h")
-            if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
-                sizes.append((w, h))
-    w, h = banner.get("w"), banner.get("h")
-    if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 and (w, h) not in sizes:
-        sizes.append((w, h))
+            if (size := _size(fmt.get("w"), fmt.get("h"))) is not None:
+                sizes.append(size)
+    size = _size(banner.get("w"), banner.get("h"))
+    if size is not None and size not in sizes:
+        sizes.append(size)
     return tuple(sizes)
 
 
@@ -124,14 +135,16 @@ def _imp(raw: object, index: int, fx_per_usd: Mapping[str, Decimal]) -> Imp:
     video_size = None
     if isinstance(video, Mapping):
         w, h = video.get("w"), video.get("h")
-        video_size = (w, h) if isinstance(w, int) and isinstance(h, int) else (0, 0)
+        video_size = _size(w, h) or (0, 0)
     native_request = native.get("request") if isinstance(native, Mapping) else None
-    if isinstance(native_request, Mapping):  # some exchanges send the object, not a string
-        native_request = orjson.dumps(native_request).decode()
+    if isinstance(native_request, str):
+        assets = parse_native_request(native_request)
+    else:  # some exchanges send the object, not a string: read as is, never re-encoded
+        assets = native_assets(native_request)
     return Imp(
         id=str(imp_id),
         banner_sizes=_sizes(banner) if isinstance(banner, Mapping) else (),
-        native=parse_native_request(native_request) if isinstance(native_request, str) else None,
+        native=assets,
         video_size=video_size,
         floor_micros=_floor_micros(imp, fx_per_usd),
     )
@@ -173,6 +186,21 @@ def _gdpr_applies(regs: Mapping[str, Any]) -> bool:
     return False
 
 
+def consent_parsable(consent: object) -> bool:
+    """Whether ``consent`` is a TCF v1/v2 consent string (its core segment decodes)."""
+    if not isinstance(consent, str):
+        return False
+    core = consent.strip().split(".", 1)[0]
+    if not _TCF_SEGMENT.fullmatch(core):
+        return False
+    padded = core.replace("-", "+").replace("_", "/") + "=" * (-len(core) % 4)
+    try:
+        raw = base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return bool(raw) and raw[0] >> 2 in _TCF_VERSIONS
+
+
 def _privacy_restricted(
     request: Mapping[str, Any], device: Mapping[str, Any], regs: Mapping[str, Any]
 ) -> bool:
@@ -184,8 +212,9 @@ def _privacy_restricted(
     if _gdpr_applies(regs):
         user = _object(request.get("user"), "user")
         consent = user.get("consent") or _object(user.get("ext"), "user.ext").get("consent")
-        # Without a consent string there is no lawful basis to use profile data.
-        return not (isinstance(consent, str) and consent.strip())
+        # Without a consent string, or one we cannot read, there is no lawful basis to use
+        # profile data.
+        return not consent_parsable(consent)
     return False
 
 
@@ -210,7 +239,8 @@ def _os_version(device: Mapping[str, Any]) -> tuple[int, ...]:
         return ()
     parts: list[int] = []
     for part in raw.split("."):
-        if not part.isdigit():
+        # ASCII digits only ("²".isdigit() holds but int() refuses it), and not too many.
+        if not (part.isascii() and part.isdigit() and len(part) <= 9):
             break
         parts.append(int(part))
     return tuple(parts)

@@ -38,6 +38,7 @@ class Admitted:
 
     bid: Bid
     reservation: Reservation
+    tags: tuple[int, ...] = ()  # issue 6: matched tag ids, signed into the tracking links
 
 
 def bid_response(
@@ -51,11 +52,12 @@ def bid_response(
     now_ms: int,
 ) -> dict[str, object]:
     answers = []
-    for bid, reservation in ((a.bid, a.reservation) for a in admitted):
+    for bid, reservation, tags in ((a.bid, a.reservation, a.tags) for a in admitted):
         line, creative = bid.line, bid.line.creative
         notice = Notice(
             request.id, bid.imp.id, line.campaign.id, creative.id, device, line.price_micros,
             currency, now_ms, reservation.keeper_id, reservation.day, line.campaign.billing,
+            tags,
         )  # fmt: skip
         links = signer.links(notice)
         answer: dict[str, object] = {

@@ -1,34 +1,69 @@
-"""The CTR report: counters kept by the tracking ledger, grouped by the dimensions asked for."""
+"""The CTR report: the aggregator's counts, grouped by the dimensions asked for.
+
+The counts come from the event log (``dsp.events.aggregate``): deduplicated notices, invalid
+clicks kept apart. Building a report first counts what is still waiting in the stream, so
+it is current. CTR comes with its Wilson score interval (95 %), which stays honest for the
+small counts of a new creative or a rare tag.
+
+By ``tag``, an event that matched several tags counts under each of them (so tag rows may
+add up to more than the total), and events that matched none are under tag ``-``.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import orjson
 from redis.asyncio import Redis
 
+from dmp.errors import DmpError
+from dmp.taxonomy import Taxonomy
 from dsp.campaigns.store import load_campaigns
+from dsp.events.aggregate import Aggregator
+from dsp.events.schema import ALL_TAGS, NO_TAG
 from infra import keys
 
-DIMENSIONS = ("campaign", "creative", "day", "hour")
-_METRICS = ("win", "imp", "click", "spend")
+DIMENSIONS = ("campaign", "creative", "day", "hour", "tag")
+REPORT_CONSUMER = "reports"  # the aggregator consumer reports catch up with
+Z_95 = 1.959963984540054
+
+
+def wilson(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) when nothing was tried."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    z2 = z * z
+    denominator = 1 + z2 / trials
+    center = (p + z2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 @dataclass(slots=True)
 class Row:
     key: tuple[str, ...]
+    bids: int = 0
     wins: int = 0
+    losses: int = 0
     impressions: int = 0
     clicks: int = 0
+    invalid_clicks: int = 0
     spend_micros: int = 0
     name: str = field(default="")
 
     @property
     def ctr(self) -> float:
         return self.clicks / self.impressions if self.impressions else 0.0
+
+    @property
+    def ctr_interval(self) -> tuple[float, float]:
+        return wilson(self.clicks, self.impressions)
 
     @property
     def ecpm(self) -> float:
@@ -41,109 +76,180 @@ class Row:
         return self.spend_micros / self.clicks / 1_000_000 if self.clicks else 0.0
 
     def add(self, metric: str, value: int) -> None:
-        if metric == "win":
-            self.wins += value
-        elif metric == "imp":
-            self.impressions += value
-        elif metric == "click":
-            self.clicks += value
-        elif metric == "spend":
+        if metric == "spend":
             self.spend_micros += value
+        elif metric in _COUNTED:
+            setattr(self, metric, getattr(self, metric) + value)
+
+    def add_row(self, other: Row) -> None:
+        for metric in _COUNTED:
+            setattr(self, metric, getattr(self, metric) + getattr(other, metric))
+        self.spend_micros += other.spend_micros
 
 
-def _key(by: Sequence[str], campaign: str, creative: str, hour: str) -> tuple[str, ...]:
-    values = {"campaign": campaign, "creative": creative, "day": hour[:8], "hour": hour}
+_COUNTED = ("bids", "wins", "losses", "impressions", "clicks", "invalid_clicks")
+
+
+def _key(by: Sequence[str], campaign: str, creative: str, hour: str, tag: str) -> tuple[str, ...]:
+    values = {"campaign": campaign, "creative": creative, "day": hour[:8], "hour": hour, "tag": tag}
     return tuple(values[dimension] for dimension in by)
 
 
+async def catch_up(redis: Redis, max_s: float | None = None) -> None:
+    """Count what waits in the event stream (for at most ``max_s`` seconds)."""
+    aggregator = Aggregator(redis, consumer=REPORT_CONSUMER)
+    await aggregator.ensure_group()
+    deadline = None if max_s is None else time.monotonic() + max_s
+    while await aggregator.step():
+        if deadline is not None and time.monotonic() > deadline:
+            break
+
+
 async def build_report(
-    redis: Redis, by: Sequence[str] = ("campaign",), campaign_ids: Collection[str] | None = None
+    redis: Redis,
+    by: Sequence[str] = ("campaign",),
+    campaign_ids: Collection[str] | None = None,
+    *,
+    current: bool = True,
+    catch_up_s: float | None = 5.0,
 ) -> list[Row]:
     """Rows grouped by ``by`` (a subset of DIMENSIONS, in that order), sorted by key.
 
-    ``campaign_ids`` restricts the report to those campaigns (an advertiser's own).
+    ``campaign_ids`` restricts the report to those campaigns (an advertiser's own);
+    ``current`` counts the events still in the stream first (for at most ``catch_up_s``).
     """
+    if current:
+        await catch_up(redis, catch_up_s)
     _, campaigns = await load_campaigns(redis)
-    if campaign_ids is not None:
-        campaigns = [campaign for campaign in campaigns if campaign.id in campaign_ids]
     names = {campaign.id: campaign.name for campaign in campaigns}
+    members = await redis.smembers(keys.event_campaigns())
+    counted = {c.decode() if isinstance(c, bytes) else str(c) for c in members}
+    ids = sorted(set(names) | counted)
+    if campaign_ids is not None:
+        ids = [campaign_id for campaign_id in ids if campaign_id in campaign_ids]
     async with redis.pipeline(transaction=False) as pipe:
-        for campaign in campaigns:
-            pipe.hgetall(keys.campaign_stats(campaign.id))
+        for campaign_id in ids:
+            pipe.smembers(keys.event_hours(campaign_id))
+        hour_sets = await pipe.execute()
+    cells = [
+        (campaign_id, hour.decode())
+        for campaign_id, hours in zip(ids, hour_sets, strict=True)
+        for hour in sorted(hours)
+    ]
+    async with redis.pipeline(transaction=False) as pipe:
+        for campaign_id, hour in cells:
+            pipe.hgetall(keys.event_counts(campaign_id, hour))
         stats = await pipe.execute()
+    by_tag = "tag" in by
     rows: dict[tuple[str, ...], Row] = {}
-    for campaign, counters in zip(campaigns, stats, strict=True):
+    for (campaign_id, hour), counters in zip(cells, stats, strict=True):
         for raw_field, raw_value in counters.items():
-            hour, creative, metric = raw_field.decode().split("|")
-            key = _key(by, campaign.id, creative, hour)
-            row = rows.setdefault(key, Row(key))
+            creative, tag, metric = raw_field.decode().split("|")
+            if (tag == ALL_TAGS) == by_tag:
+                continue
+            key = _key(by, campaign_id, creative, hour, tag)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = Row(key)
             row.add(metric, int(raw_value))
-    result = sorted(rows.values(), key=lambda row: row.key)
+    result = sorted(rows.values(), key=lambda row: _sort_key(row.key, by))
     if by and by[0] == "campaign":
         for row in result:
             row.name = names.get(row.key[0], "")
     return result
 
 
-def _records(rows: Sequence[Row], by: Sequence[str]) -> list[dict[str, object]]:
-    records = []
+def _sort_key(key: tuple[str, ...], by: Sequence[str]) -> tuple[tuple[int, str], ...]:
+    # Tags sort by number, "-" (no tag) last; everything else as text.
+    parts = []
+    for dimension, value in zip(by, key, strict=True):
+        if dimension == "tag":
+            parts.append((int(value), "") if value.isdigit() else (1 << 62, value))
+        else:
+            parts.append((0, value))
+    return tuple(parts)
+
+
+def tag_label(tag: str, taxonomy: Taxonomy | None) -> str:
+    if tag == NO_TAG or taxonomy is None or not tag.isdigit():
+        return "(no tag)" if tag == NO_TAG else ""
+    try:
+        return taxonomy.tag(int(tag)).code
+    except (DmpError, KeyError):
+        return ""
+
+
+def records(
+    rows: Sequence[Row], by: Sequence[str], taxonomy: Taxonomy | None = None
+) -> list[dict[str, object]]:
+    """One flat record per row: the dimensions, then every figure."""
+    found = []
     for row in rows:
         record: dict[str, object] = dict(zip(by, row.key, strict=True))
         if row.name:
             record["name"] = row.name
+        if "tag" in by and taxonomy is not None:
+            record["tag_code"] = tag_label(row.key[by.index("tag")], taxonomy)
+        low, high = row.ctr_interval
         record.update(
+            bids=row.bids,
             wins=row.wins,
             impressions=row.impressions,
             clicks=row.clicks,
+            invalid_clicks=row.invalid_clicks,
             ctr=round(row.ctr, 6),
+            ctr_low=round(low, 6),
+            ctr_high=round(high, 6),
             spend_usd=round(row.spend_micros / 1_000_000, 6),
             ecpm_usd=round(row.ecpm, 4),
             ecpc_usd=round(row.ecpc, 4),
         )
-        records.append(record)
-    return records
+        found.append(record)
+    return found
 
 
-def _total(rows: Sequence[Row], width: int) -> Row:
-    total = Row(key=("TOTAL",) + ("",) * (width - 1))
+def total(rows: Sequence[Row], width: int) -> Row:
+    summed = Row(key=("TOTAL",) + ("",) * (width - 1))
     for row in rows:
-        total.wins += row.wins
-        total.impressions += row.impressions
-        total.clicks += row.clicks
-        total.spend_micros += row.spend_micros
-    return total
+        summed.add_row(row)
+    return summed
 
 
-def format_report(rows: Sequence[Row], by: Sequence[str], fmt: str = "table") -> str:
-    """The report as ``table`` (with a total line), ``csv`` or ``json``."""
-    records = _records(rows, by)
+_EMPTY_COLUMNS = ("impressions", "clicks", "ctr", "ctr_low", "ctr_high")
+
+
+def format_report(
+    rows: Sequence[Row], by: Sequence[str], fmt: str = "table", taxonomy: Taxonomy | None = None
+) -> str:
+    """The report as ``table`` (with a total line, unless by tag), ``csv`` or ``json``."""
+    found = records(rows, by, taxonomy)
     if fmt == "json":
-        return orjson.dumps(records, option=orjson.OPT_INDENT_2).decode()
+        return orjson.dumps(found, option=orjson.OPT_INDENT_2).decode()
     if fmt == "csv":
         buffer = io.StringIO()
-        columns = list(records[0]) if records else [*by, "impressions", "clicks", "ctr"]
+        columns = list(found[0]) if found else [*by, *_EMPTY_COLUMNS]
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(found)
         return buffer.getvalue()
-    if rows and by:
-        records += _records([_total(rows, len(by))], by)
-    return _table(records)
+    if rows and by and "tag" not in by:  # tag rows overlap: their sum is no total
+        found += records([total(rows, len(by))], by)
+    return _table(found)
 
 
 def _cell(name: str, value: object) -> str:
-    if name == "ctr" and isinstance(value, float):
+    if name.startswith("ctr") and isinstance(value, float):
         return f"{value:.3%}"
     if isinstance(value, float):
         return f"{value:,.4f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _table(records: list[dict[str, object]]) -> str:
-    if not records:
+def _table(found: list[dict[str, object]]) -> str:
+    if not found:
         return "(no events yet)"
-    columns = list(dict.fromkeys(name for record in records for name in record))
-    cells = [[_cell(name, record.get(name, "")) for name in columns] for record in records]
+    columns = list(dict.fromkeys(name for record in found for name in record))
+    cells = [[_cell(name, record.get(name, "")) for name in columns] for record in found]
     widths = [max(len(name), *(len(row[i]) for row in cells)) for i, name in enumerate(columns)]
     lines = ["  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * width for width in widths))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -19,13 +19,25 @@ from dsp.campaigns.live import LiveCampaigns
 from dsp.campaigns.model import Billing
 from dsp.campaigns.schedule import cap_field, cap_ttl_s
 from dsp.errors import BadNotice
+from dsp.events.bid_log import EventBuffer
+from dsp.events.traffic import BotFilter
 from dsp.metrics import Metrics
 from dsp.tracking.ledger import CapCount, EventKind, Ledger, charge_micros
-from dsp.tracking.links import PRICE_MACRO, LinkSigner, Notice
+from dsp.tracking.links import LOSS_MACRO, PRICE_MACRO, LinkSigner, Notice
 from infra.settings import Settings
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _NO_CACHE = {"Cache-Control": "no-store"}
+
+
+def loss_event(notice: Notice, reason: str) -> dict[str, object]:
+    """The event of a loss notice; ``reason`` is the exchange's loss code, "" if not given."""
+    return {
+        "type": "loss", "ts": int(time.time() * 1000), "auction": notice.auction_id,
+        "imp": notice.imp_id, "campaign": notice.campaign_id, "creative": notice.creative_id,
+        "device": notice.device, "tags": list(notice.tags), "price": 0,
+        "reason": "" if reason == LOSS_MACRO else reason,
+    }  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -36,6 +48,8 @@ class Tracking:
     live: LiveCampaigns
     metrics: Metrics
     budget: BudgetKeeper
+    events: EventBuffer | None = None  # loss events go here: batched, no Redis call each
+    bots: BotFilter = field(default_factory=BotFilter)
 
     async def win(self, request: web.Request) -> web.Response:
         """The win notice (nurl) or billing notice (burl): charges once per auction and imp.
@@ -79,6 +93,8 @@ class Tracking:
         )
         if not ours:
             await self.ledger.loss(notice)  # the owning process settles it on its refresh
+        if self.events is not None:
+            self.events.append(loss_event(notice, request.query.get("l", "")))
         self.metrics.count("losses")
         return web.Response(status=204)
 
@@ -100,6 +116,14 @@ class Tracking:
         creative = self.live.index.creatives.get((notice.campaign_id, notice.creative_id))
         if creative is None:
             raise web.HTTPNotFound(text="unknown campaign or creative")
-        recorded = await self.ledger.record("click", notice, ttl_s=self.settings.click_window_s)
-        self.metrics.count("clicks" if recorded.counted else "duplicate_clicks")
+        bot = self.bots.is_bot(request.headers.get("User-Agent"))
+        recorded = await self.ledger.record(
+            "click", notice, ttl_s=self.settings.click_window_s, bot=bot
+        )
+        if not recorded.counted:
+            self.metrics.count("duplicate_clicks")
+        elif recorded.invalid:
+            self.metrics.count(f"invalid_clicks_{recorded.invalid}")
+        else:
+            self.metrics.count("clicks")
         raise web.HTTPFound(creative.landing_url, headers=_NO_CACHE)

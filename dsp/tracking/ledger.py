@@ -9,6 +9,12 @@ refuses a lease that was never granted (no bid of ours, an unknown auction), cha
 lease, never charges the campaign beyond its daily or total budget (a win arriving after its
 lease lapsed is recorded as overdelivery instead), and queues the settlement for the process
 that owns the lease, so it can end the bid's reservation.
+
+The event the script appends carries everything the reports count by (campaign, creative,
+device, matched tags, the price charged). A click is judged in the same script, after the
+once-only check: it is invalid when its user agent is a known bot's, when its impression was
+never counted, or when its device has clicked more than ``click_rate_max`` times in the
+current window; an invalid click is logged as ``invalid_click`` with its reason, out of CTR.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Literal
 
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
@@ -28,20 +35,36 @@ from infra import keys
 EventKind = Literal["win", "bill", "imp", "click"]
 
 # KEYS: 1 seen, 2 stats, 3 events, 4 spent total, 5 spent on the budget day, 6 frequency
-#       counters, 7 leases, 8 the lease's settlements, 9 overdelivery of the budget day
+#       counters, 7 leases, 8 the lease's settlements, 9 overdelivery of the budget day,
+#       10 the impression's seen key (clicks), 11 the device's clicks in this window
 # ARGV: 1 seen ttl, 2 stats prefix, 3 kind, 4 amount, 5 stream maxlen, 6 cap field, 7 cap ttl,
 #       8 lease ('' = not a money notice), 9 settlement ('' = none), 10 settlements ttl,
-#       11 late ('1' or ''), 12.. event fields
+#       11 late ('1' or ''), 12 event JSON without type, price and closing brace,
+#       13 bot ('1' or ''), 14 clicks allowed per window ('' = no device), 15 window ttl
 _RECORD_LUA = """
 local function int(n) return string.format('%d', n) end
 local lease = ARGV[8]
 if lease ~= '' and redis.call('HEXISTS', KEYS[7], lease .. '|granted') == 0 then
-  return {-1, 0}
+  return {-1, 0, ''}
 end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return {0, 0}
+  return {0, 0, ''}
 end
-redis.call('HINCRBY', KEYS[2], ARGV[2] .. ARGV[3], 1)
+local kind, reason = ARGV[3], ''
+if kind == 'click' then
+  if ARGV[13] ~= '' then
+    reason = 'bot'
+  elseif redis.call('EXISTS', KEYS[10]) == 0 then
+    reason = 'no_impression'
+  end
+  if ARGV[14] ~= '' then
+    local clicks = redis.call('INCR', KEYS[11])
+    if clicks == 1 then redis.call('EXPIRE', KEYS[11], ARGV[15]) end
+    if reason == '' and clicks > tonumber(ARGV[14]) then reason = 'click_rate' end
+  end
+  if reason ~= '' then kind = 'invalid_click' end
+end
+redis.call('HINCRBY', KEYS[2], ARGV[2] .. kind, 1)
 if ARGV[11] ~= '' then
   redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'late', 1)
 end
@@ -75,11 +98,10 @@ if ARGV[6] ~= '' then
   redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
   redis.call('EXPIRE', KEYS[6], ARGV[7])
 end
-local event = {unpack(ARGV, 12)}
-event[#event + 1] = 'price_micros'
-event[#event + 1] = int(charged)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(event))
-return {1, charged}
+local event = '{"type":"' .. kind .. '",' .. ARGV[12] .. ',"price":' .. int(charged)
+if reason ~= '' then event = event .. ',"reason":"' .. reason .. '"' end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'e', event .. '}')
+return {1, charged, reason}
 """
 
 # A loss notice: the bid's reservation can end now rather than at its timeout.
@@ -119,6 +141,7 @@ class Recorded:
     counted: bool  # False: this notice was seen before and changed nothing
     charged_micros: int = 0  # what the campaign was charged (a win within its budget: all)
     overdelivered_micros: int = 0  # won beyond the budget: recorded, not charged
+    invalid: str = ""  # a click kept out of CTR: why ("bot", "no_impression", "click_rate")
 
 
 def settlement(notice: Notice) -> str:
@@ -128,9 +151,18 @@ def settlement(notice: Notice) -> str:
 
 class Ledger:
     def __init__(
-        self, redis: Redis, *, ttl_s: int, stream_maxlen: int, settlements_ttl_s: int = 600
+        self,
+        redis: Redis,
+        *,
+        ttl_s: int,
+        stream_maxlen: int,
+        settlements_ttl_s: int = 600,
+        click_rate_max: int = 5,
+        click_rate_window_s: int = 3600,
     ) -> None:
         self._redis = redis
+        self._click_rate_max = click_rate_max
+        self._click_window_s = max(1, click_rate_window_s)
         self._record: AsyncScript = redis.register_script(_RECORD_LUA)
         self._loss: AsyncScript = redis.register_script(_LOSS_LUA)
         self._ttl_s = ttl_s
@@ -152,6 +184,7 @@ class Ledger:
         cap: CapCount | None = None,
         settles: bool = False,
         late: bool = False,
+        bot: bool = False,
     ) -> Recorded:
         """Count a notice once per auction and imp (and charge ``amount_micros`` if a win).
 
@@ -162,11 +195,16 @@ class Ledger:
         hour = time.strftime("%Y%m%d%H", time.gmtime(now))
         campaign = notice.campaign_id
         money = kind in ("win", "bill")
-        event = [
-            "type", kind, "ts", f"{now:.3f}", "auction", notice.auction_id, "imp",
-            notice.imp_id, "campaign", campaign, "creative", notice.creative_id, "device",
-            notice.device, *(("late", "1") if late else ()),
-        ]  # fmt: skip
+        device = bytes.fromhex(notice.device)
+        event: dict[str, object] = {
+            "ts": int(now * 1000), "auction": notice.auction_id, "imp": notice.imp_id,
+            "campaign": campaign, "creative": notice.creative_id, "device": notice.device,
+            "tags": list(notice.tags),
+        }  # fmt: skip
+        if late:
+            event["late"] = True
+        window = int(now) // self._click_window_s
+        rate_rule = kind == "click" and bool(notice.device)
         reply = await self._record(
             keys=[
                 keys.notice_seen(kind, campaign, notice.auction_id, notice.imp_id),
@@ -174,25 +212,29 @@ class Ledger:
                 keys.EVENTS,
                 keys.campaign_spent(campaign),
                 keys.campaign_spent_day(campaign, notice.day),
-                keys.frequency_counters(bytes.fromhex(notice.device)),
+                keys.frequency_counters(device),
                 keys.campaign_leases(campaign),
                 keys.lease_resolved(campaign, notice.lease),
                 keys.campaign_overdelivery(campaign, notice.day),
+                keys.notice_seen("imp", campaign, notice.auction_id, notice.imp_id),
+                keys.device_clicks(device, window),
             ],
             args=[
                 ttl_s or self._ttl_s, f"{hour}|{notice.creative_id}|", kind, amount_micros,
                 self._maxlen, cap.field if cap and notice.device else "",
                 cap.ttl_s if cap else 0, notice.lease if money else "",
                 settlement(notice) if settles else "", self._settlements_ttl_s,
-                "1" if late else "", *event,
+                "1" if late else "", orjson.dumps(event)[1:-1], "1" if bot else "",
+                self._click_rate_max if rate_rule else "", self._click_window_s,
             ],
         )  # fmt: skip
-        status, charged = (int(value) for value in reply)
+        status, charged, reason = int(reply[0]), int(reply[1]), reply[2]
         if status < 0:
             raise UnknownAuction(notice.auction_id, notice.imp_id)
         if status == 0:
             return Recorded(counted=False)
-        return Recorded(True, charged, amount_micros - charged)
+        invalid = reason.decode() if isinstance(reason, bytes) else str(reason)
+        return Recorded(True, charged, amount_micros - charged, invalid)
 
     async def loss(self, notice: Notice) -> None:
         """Queue a lost bid's settlement (no charge) for the process owning its lease."""

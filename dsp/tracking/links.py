@@ -5,6 +5,13 @@ the fields, truncated to 128 bits), so a bid costs one HMAC. Anyone holding a bi
 already holds its click link, so sharing the signature across kinds gives away nothing.
 The clearing price is not signed: the exchange fills it in after the bid.
 
+Links also carry the ids of the tags that matched the bid (``g``, dot-separated), so every
+event of the bid (win, impression, click) is counted per tag straight from its own signed
+link: no join with the bid event, which may reach the stream later than the notice.
+
+Keys rotate: a link names its key (``v``); the newest key signs, and every key still
+configured verifies, so links already in the wild keep working until their key is removed.
+
 Every link also names the budget lease its bid was reserved from (the bidding process's
 keeper id and the budget day) and how the campaign is billed, so whichever process receives
 a notice charges the right lease, on the right notice.
@@ -14,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -22,7 +29,8 @@ from dsp.errors import BadNotice, BadSignature
 
 PRICE_MACRO = "${AUCTION_PRICE}"
 LOSS_MACRO = "${AUCTION_LOSS}"
-_FIELDS = ("a", "i", "c", "r", "d", "b", "x", "t", "k", "y", "m")
+_FIELDS = ("a", "i", "c", "r", "d", "b", "x", "t", "k", "y", "m", "g", "v")
+DEFAULT_KEY_ID = "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,7 @@ class Notice:
     keeper: str  # id of the bidder process whose budget lease the bid was reserved from
     day: str  # the budget day (YYYYMMDD, the campaign's zone) of that lease
     billing: str  # "nurl" or "burl": the notice that charges
+    tags: tuple[int, ...] = ()  # ids of the device's tags the campaign's targeting matched
 
     @property
     def lease(self) -> str:
@@ -55,14 +64,30 @@ class Links:
     click: str
 
 
+def _tags(text: str) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        raise BadNotice("g", "not tag ids") from None
+
+
 class LinkSigner:
-    def __init__(self, key: bytes, base_url: str) -> None:
-        self._key = key
+    """Signs with the first (newest) key; verifies with whichever key the link names."""
+
+    def __init__(self, keys: bytes | Sequence[tuple[str, bytes]], base_url: str) -> None:
+        ring = [(DEFAULT_KEY_ID, keys)] if isinstance(keys, bytes) else list(keys)
+        if not ring:
+            raise ValueError("a LinkSigner needs at least one key")
+        self._key_id, self._key = ring[0]
+        self._keys = dict(ring)
         self._base = base_url.rstrip("/")
 
-    def _signature(self, values: tuple[str, ...]) -> str:
+    @staticmethod
+    def _signature(key: bytes, values: tuple[str, ...]) -> str:
         message = "\x1f".join(values).encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
     def query(self, notice: Notice) -> str:
         """The signed query string shared by every link of a bid."""
@@ -78,11 +103,13 @@ class LinkSigner:
             notice.keeper,
             notice.day,
             notice.billing,
+            ".".join(map(str, notice.tags)),
+            self._key_id,
         )
         pairs = "&".join(
             f"{name}={quote(value, safe='')}" for name, value in zip(_FIELDS, values, strict=True)
         )
-        return f"{pairs}&s={self._signature(values)}"
+        return f"{pairs}&s={self._signature(self._key, values)}"
 
     def links(self, notice: Notice) -> Links:
         """Every link of a bid, from one signature."""
@@ -97,20 +124,22 @@ class LinkSigner:
         )
 
     def verify(self, params: Mapping[str, str], path: str) -> Notice:
-        """The notice a link's query describes; ``BadSignature`` if anything was changed."""
+        """The notice a link's query describes; ``BadSignature`` if anything was changed or
+        its key is no longer configured."""
         try:
             values = tuple(params[name] for name in _FIELDS)
             signature = params["s"]
         except KeyError as missing:
             raise BadNotice(str(missing.args[0]), "missing") from None
-        if not hmac.compare_digest(signature, self._signature(values)):
+        key = self._keys.get(values[-1])
+        if key is None or not hmac.compare_digest(signature, self._signature(key, values)):
             raise BadSignature(path)
-        auction, imp, campaign, creative, device, bid, currency, issued, *lease = values
-        keeper, day, billing = lease
+        auction, imp, campaign, creative, device, bid, currency, issued, *rest = values
+        keeper, day, billing, tags, _ = rest
         try:
             return Notice(
                 auction, imp, campaign, creative, device, int(bid), currency, int(issued), keeper,
-                day, billing,
+                day, billing, _tags(tags),
             )  # fmt: skip
         except ValueError:
             raise BadNotice("b", "not a number") from None

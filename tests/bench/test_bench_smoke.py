@@ -35,7 +35,7 @@ def test_targeting_group_writes_positive_figures(tmp_path: Path) -> None:
 
 def test_only_picks_groups_by_group_or_figure_name() -> None:
     assert [g.name for g in select("bid_p99_ms,targeting")] == ["targeting", "bid"]
-    assert [g.name for g in select(None)] == ["targeting", "dmp", "audience", "bid"]
+    assert [g.name for g in select(None)] == ["targeting", "dmp", "audience", "bid", "events"]
     assert [g.name for g in select("audience_size_ms")] == ["audience"]
     with pytest.raises(ValueError, match="nonsense"):
         select("nonsense")

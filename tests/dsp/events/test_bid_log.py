@@ -1,0 +1,71 @@
+"""The bidder's event buffer: no Redis call per event, bounded, batches in one round trip."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from redis.asyncio import Redis
+
+from dsp.events.bid_log import EventBuffer
+from dsp.events.schema import entry_events
+from infra import keys
+from tests.dsp.events.streams import events
+
+
+async def test_events_are_flushed_in_entries_of_a_batch_each(redis: Redis) -> None:
+    buffer = EventBuffer(redis, max_events=1000, batch_max=100, flush_s=3600)
+    for event in events(250, seed=9):
+        assert buffer.append(event)
+    assert await redis.xlen(keys.EVENTS) == 0  # nothing sent until a flush
+    assert await buffer.flush() == 250 and len(buffer) == 0
+    entries: Any = await redis.xrange(keys.EVENTS)
+    assert [len(entry_events(data)) for _, data in entries] == [100, 100, 50]
+    sent = [event for _, data in entries for event in entry_events(data)]
+    assert [(e["auction"], e["tags"], e["price"]) for e in sent] == [
+        (e["auction"], e["tags"], e["price"]) for e in events(250, seed=9)
+    ]
+
+
+async def test_a_full_buffer_drops_and_counts_instead_of_blocking(redis: Redis) -> None:
+    buffer = EventBuffer(redis, max_events=10, flush_s=3600)
+    accepted = [buffer.append(event) for event in events(15, seed=10)]
+    assert accepted == [True] * 10 + [False] * 5 and buffer.dropped == 5
+    assert await buffer.flush() == 10
+
+
+async def test_a_failed_flush_keeps_its_events_for_the_next(redis_url: str) -> None:
+    broken = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    buffer = EventBuffer(broken, max_events=100, flush_s=3600)
+    for event in events(5, seed=11):
+        buffer.append(event)
+    assert await buffer.flush() == 0 and len(buffer) == 5 and buffer.dropped == 0
+    await broken.aclose()
+    working = Redis.from_url(redis_url)
+    try:
+        await working.delete(keys.EVENTS)
+        buffer._redis = working  # Redis is back
+        await buffer.close()  # closing flushes the rest
+        assert await working.xlen(keys.EVENTS) == 1
+    finally:
+        await working.aclose()
+
+
+async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis: Redis) -> None:
+    creative = SimpleNamespace(id="cr1", w=0, h=0)
+    line = SimpleNamespace(creative=creative, campaign=SimpleNamespace(id="c1"), price_micros=7)
+    imp = SimpleNamespace(id="2", banner_sizes=((320, 50),))
+    admitted: Any = [SimpleNamespace(bid=SimpleNamespace(imp=imp, line=line), tags=(8,))]
+    request: Any = SimpleNamespace(id="a9", categories=frozenset({"IAB2", "IAB1"}), os="android")
+    buffer = EventBuffer(redis, max_events=3, flush_s=3600)
+    for _ in range(4):
+        buffer.bids(request, admitted, "00ff", 1234)
+    assert len(buffer) == 3 and buffer.dropped == 1
+    assert await buffer.flush() == 3
+    entries: Any = await redis.xrange(keys.EVENTS)
+    (event, *_) = entry_events(entries[0][1])
+    assert event == {
+        "type": "bid", "ts": 1234, "auction": "a9", "imp": "2", "campaign": "c1",
+        "creative": "cr1", "device": "00ff", "tags": [8], "price": 7,
+        "site_cat": ["IAB1", "IAB2"], "os": "android", "w": 320, "h": 50,
+    }  # fmt: skip
