@@ -42,6 +42,7 @@ BUDGET = web.AppKey("budget", BudgetKeeper)
 BIDDER = web.AppKey("bidder", Bidder)
 TRACKING = web.AppKey("tracking", Tracking)
 PIPE = web.AppKey("pipe", RedisPipe)
+LOOKUP_CLIENT_NAME = "dsp-bid-lookups"
 
 _STATUS = {BadSignature: 403, BadNotice: 400, InvalidBidRequest: 400, InvalidCampaign: 422}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,6 +57,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         status = _STATUS.get(type(error), 400)
         body = {"error": str(error), **{k: v for k, v in vars(error).items() if k != "args"}}
         return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    except RedisError as error:
+        # A notice or pixel the store could not take: 503 asks the sender to retry, so a win
+        # is charged once Redis is back instead of being lost behind a 500.
+        log.warning("redis unavailable", extra={"path": request.path, "error": str(error)})
+        return web.Response(
+            status=503,
+            body=orjson.dumps({"error": "storage unavailable, retry"}),
+            content_type="application/json",
+            headers={"Retry-After": "1"},
+        )
 
 
 async def _signing_key(redis: Redis, configured: bytes | None) -> bytes:
@@ -84,13 +95,14 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = Redis(connection_pool=pool)
     app[REDIS] = redis
     # The bid path's lookups: one pipelined connection, its script loaded on every connect.
-    pipe = RedisPipe(settings.redis_url)
+    pipe = RedisPipe(settings.redis_url, name=LOOKUP_CLIENT_NAME)
     pipe.on_connect(LOAD_LOOKUP)
     await pipe.connect()
     app[PIPE] = pipe
     yield
     await pipe.close()
     await redis.aclose()
+    await pool.disconnect()  # a pool handed to Redis() is not closed by it
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:

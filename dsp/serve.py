@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -27,7 +28,36 @@ def run_worker(settings: Settings) -> None:
     uvloop.run(_worker(settings))
 
 
-async def _worker(settings: Settings) -> None:
+@dataclass
+class Worker:
+    """A running bidder process's server: the bid front over aiohttp's app runner."""
+
+    settings: Settings
+    runner: web.AppRunner
+    server: asyncio.Server
+    shedder: Shedder
+    connections: set[BidFront]
+
+    @property
+    def app(self) -> web.Application:
+        return self.runner.app
+
+    async def stop(self) -> None:
+        """Stop listening, answer the bids in flight (each within its tmax), then close the
+        app's resources (cleanup_ctx) and aiohttp's connections."""
+        loop = asyncio.get_running_loop()
+        log.info("bidder stopping", extra={"connections": len(self.connections)})
+        self.server.close()
+        for connection in list(self.connections):
+            connection.close_when_idle()
+        deadline = loop.time() + self.settings.max_tmax_ms / 1000 + 0.5
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        self.shedder.stop()
+        await self.runner.cleanup()
+
+
+async def start_worker(settings: Settings) -> Worker:
     """The app set up by aiohttp's runner (its cleanup_ctx resources), served through the
     bid front (``dsp.bidder.front``), which hands every other request to aiohttp."""
     app = create_app(settings)
@@ -35,34 +65,34 @@ async def _worker(settings: Settings) -> None:
     await runner.setup()
     handoff = runner.server
     assert handoff is not None
-    loop = asyncio.get_running_loop()
     shedder = Shedder(threshold_s=settings.shed_lag_ms / 1000)
     connections: set[BidFront] = set()
-    bidder, pipe = app[BIDDER], app[PIPE]
-    server = await loop.create_server(
-        lambda: BidFront(bidder, pipe, shedder, handoff, connections, settings.max_body_bytes),
-        settings.host,
-        settings.port,
-        reuse_port=settings.workers > 1,
-        backlog=1024,
-    )
+    bidder, pipe, limit = app[BIDDER], app[PIPE], settings.max_body_bytes
+    try:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: BidFront(bidder, pipe, shedder, handoff, connections, limit),
+            settings.host,
+            settings.port,
+            reuse_port=settings.workers > 1,
+            backlog=1024,
+        )
+    except BaseException:
+        await runner.cleanup()
+        raise
+    shedder.start()
+    return Worker(settings, runner, server, shedder, connections)
+
+
+async def _worker(settings: Settings) -> None:
+    worker = await start_worker(settings)
     stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    shedder.start()
     try:
         await stopping.wait()
     finally:
-        log.info("bidder stopping", extra={"connections": len(connections)})
-        server.close()
-        for connection in list(connections):
-            connection.close_when_idle()
-        # Bids in flight are answered (each within its tmax) before the resources close.
-        deadline = loop.time() + settings.max_tmax_ms / 1000 + 0.5
-        while connections and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        shedder.stop()
-        await runner.cleanup()
+        await worker.stop()
 
 
 def _supervise(settings: Settings) -> None:

@@ -97,8 +97,11 @@ class _Wire(asyncio.Protocol):
 class RedisPipe:
     """Commands sent in order and answered in order through callbacks."""
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, name: str = "redis-pipe", connect_timeout_s: float = 2.0
+    ) -> None:
         self._address = Address.from_url(url)
+        self.name = name  # CLIENT SETNAME: operators see it in CLIENT LIST
         self._timeout_s = connect_timeout_s
         self._wire: _Wire | None = None
         self._waiting: deque[Callback] = deque()
@@ -123,7 +126,8 @@ class RedisPipe:
         address = self._address
         async with asyncio.timeout(self._timeout_s):
             _, wire = await loop.create_connection(lambda: _Wire(self), address.host, address.port)
-        setup = [*address.setup(), *self._on_connect]
+        setup = [*address.setup(), pack(b"CLIENT", b"SETNAME", self.name.encode())]
+        setup += self._on_connect
         self._wire = wire
         self._failures = 0
         for command in setup:

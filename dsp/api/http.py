@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from dsp.api.changes import Rules
 from dsp.api.records import Actor
@@ -102,6 +103,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(422, str(error), field=error.field, reason=error.reason)
     except orjson.JSONDecodeError as error:
         return error_response(400, f"malformed JSON: {error}", field="$", reason="malformed JSON")
+    except RedisError as error:  # issue 10: Redis away (restarting): retry, not a 500
+        log.warning("api storage unavailable", extra={"error": str(error)})
+        response = error_response(503, "storage unavailable, retry shortly")
+        response.headers["Retry-After"] = "1"
+        return response
     except web.HTTPException as error:
         if error.status < 400:
             raise

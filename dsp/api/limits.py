@@ -103,13 +103,15 @@ def _too_large(max_bytes: int) -> web.Response:
 
 
 def document_limits(paths: dict[str, Any]) -> dict[str, Any]:
-    """Every operation may answer 429; every one taking a body, 413 as well."""
+    """Every operation may answer 429 (throttled) and 503 (Redis away); every one taking a
+    body, 413 as well."""
     for item in paths.values():
         for method, operation in item.items():
             if method == "parameters" or not isinstance(operation, dict):
                 continue
             responses = operation.setdefault("responses", {})
             responses.setdefault("429", {"$ref": "#/components/responses/E429"})
+            responses.setdefault("503", {"$ref": "#/components/responses/E503"})
             if "requestBody" in operation:
                 responses.setdefault("413", {"$ref": "#/components/responses/E413"})
     return paths

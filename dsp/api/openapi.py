@@ -29,6 +29,7 @@ _ERRORS = {
     "428": "A change needs If-Match with the ETag of the version it edits",
     "413": "The request body is larger than the API accepts",
     "429": "Too many requests for this token: wait the seconds Retry-After gives",
+    "503": "Storage unavailable for a moment (Redis restarting): retry after Retry-After",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 _ID_PARAM = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -31,6 +32,7 @@ PRICE_MACRO = "${AUCTION_PRICE}"
 LOSS_MACRO = "${AUCTION_LOSS}"
 _FIELDS = ("a", "i", "c", "r", "d", "b", "x", "t", "k", "y", "m", "g", "v")
 DEFAULT_KEY_ID = "0"
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,8 @@ class LinkSigner:
     @staticmethod
     def _signature(key: bytes, values: tuple[str, ...]) -> str:
         message = "\x1f".join(values).encode()
-        return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+        # hmac.digest: one C call, a third of hmac.new's cost on the bid path.
+        return hmac.digest(key, message, hashlib.sha256).hex()[:32]
 
     def query(self, notice: Notice) -> str:
         """The signed query string shared by every link of a bid."""
@@ -106,8 +109,12 @@ class LinkSigner:
             ".".join(map(str, notice.tags)),
             self._key_id,
         )
+        # Ids are nearly always URL-safe already: a C regex check spares urllib's quote.
         pairs = "&".join(
-            f"{name}={quote(value, safe='')}" for name, value in zip(_FIELDS, values, strict=True)
+            [
+                f"{name}={value if _URL_SAFE(value) else quote(value, safe='')}"
+                for name, value in zip(_FIELDS, values, strict=True)
+            ]
         )
         return f"{pairs}&s={self._signature(self._key, values)}"
 

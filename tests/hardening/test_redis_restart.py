@@ -1,5 +1,6 @@
 """Redis killed and started again under load: the bidder keeps answering inside tmax (204 while
-Redis is away, never a 5xx), bids again by itself once Redis is back, and what was written
+Redis is away, never a 5xx; the advertiser API says 503 + Retry-After), bids again by
+itself once Redis is back (in under a second here), and what was written
 before the crash (budget spend, the event stream) is still there, read back from the
 append-only file (fsync every second) in the server's data directory."""
 
@@ -22,6 +23,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from bench.soak import Bidder, bidder
+from dsp.admin import create_advertiser
 from dsp.campaigns.store import save_campaigns
 from infra import keys
 from infra.embedded_redis import EmbeddedRedis, redis_url_or_embedded
@@ -72,13 +74,25 @@ def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         server.stop()
 
 
-async def _seed(url: str) -> None:
+async def _seed(url: str) -> str:
+    """Campaigns, a device, and an advertiser: its API token."""
     redis = Redis.from_url(url)
     try:
         await save_campaigns(redis, [campaign("c1", cpm_micros=4_000_000)])
         await store_profile(redis)
+        _, token, _ = await create_advertiser(redis, "Alice", "Europe/Paris")
+        return token
     finally:
         await redis.aclose()
+
+
+async def _api_status(process: Bidder, token: str) -> tuple[int, str | None]:
+    url = f"http://127.0.0.1:{process.port}/api/v1/campaigns"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers={"Authorization": f"Bearer {token}"}) as answer,
+    ):
+        return answer.status, answer.headers.get("Retry-After")
 
 
 async def _win(session: aiohttp.ClientSession, process: Bidder) -> None:
@@ -120,7 +134,7 @@ async def test_redis_crash_and_restart_under_load(
     redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
     url, port = redis_server.url, redis_server.port
-    await _seed(url)
+    token = await _seed(url)
     log = tmp_path / "bidder.log"
     with bidder(url, log=log) as process:
         async with aiohttp.ClientSession() as session:
@@ -134,12 +148,15 @@ async def test_redis_crash_and_restart_under_load(
         os.kill(redis_server.pid, signal.SIGKILL)  # a crash: no chance to flush anything
         redis_server.stop()
         down = time.monotonic()
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
+        assert await _api_status(process, token) == (503, "1"), "the API: retry, not a 500"
+        await asyncio.sleep(1.0)
         up = time.monotonic()
         restarted = EmbeddedRedis(tmp_path / "redis", appendonly=True, port=port)
         restarted.start()
         try:
             recovery_s = await _bids_again(load.url, within_s=10)
+            assert (await _api_status(process, token))[0] == 200
             await asyncio.sleep(0.5)
             load.running = False
             await task
