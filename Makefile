@@ -29,7 +29,10 @@ $(CHROMIUM):
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
+# The bid group loads both servers with wrk (Debian's package) when it can be installed;
+# without it, with the built-in generator (its ceiling is measured and printed).
 bench: $(STAMP)
+	command -v wrk >/dev/null || $(APT_INSTALL) wrk || ($(SUDO) apt-get update && $(APT_INSTALL) wrk) || echo "wrk not installed: built-in load generator"
 	$(BIN)/python -m bench $(if $(BENCH),--only $(BENCH),)
 
 # The long fuzz run of the bid endpoint (FUZZ_REQUESTS, default 100,000); a short one is in `test`.

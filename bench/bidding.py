@@ -7,8 +7,10 @@ a DMP population and active campaigns, with every request naming a stored device
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,9 +34,11 @@ from infra.embedded_redis import EmbeddedRedis
 from infra.settings import DEFAULT_FX_PER_USD
 
 FIGURES = (
-    "load_generator_wrk", "generator_ceiling_rps", "bare_rps", "bid_rps", "bid_ratio_vs_bare",
+    "load_generator_wrk", "generator_ceiling_rps", "bare_rps", "bare_p50_ms", "bare_p99_ms",
+    "bare_p999_ms", "bid_rps", "bid_ratio_vs_bare",
     "bid_p50_ms", "bid_p99_ms", "bid_p999_ms", "bid_fill_fraction", "bid_p99_ms_half_load",
-    "late_fraction_overload", "bid_rps_2_workers",
+    "late_fraction_overload", "bid_rps_2_workers", "bare_cpu_us_per_request",
+    "bid_cpu_us_per_request", "bid_cpu_ratio_vs_bare", "bid_shed_fraction",
 )  # fmt: skip
 TMAX_S = 0.1  # the tmax of every request, as an exchange enforces it
 
@@ -61,6 +65,17 @@ class Closed:
     p999_ms: float
     errors: int
     fill: float | None  # share of 200 (bid) answers; unknown with wrk
+    cpu_us: float = float("nan")  # server CPU time per answer (warm-up and run together)
+
+
+def _metric(port: int, name: str) -> float:
+    """A counter of the bidder's ``/metrics`` (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def _from_outcome(outcome: Outcome) -> Closed:
@@ -123,6 +138,10 @@ def _reference_figures(figures: Figures, run: Callable[[int], Closed]) -> tuple[
     with servers.server_process(servers.run_bare) as port:
         bare = run(port)
     figures.add("bare_rps", bare.rps, "req/s", f"aiohttp+uvloop+orjson, {bare.errors} errors")
+    note = "bare server, closed loop at full load"
+    figures.add("bare_p50_ms", bare.p50_ms, "ms", note)
+    figures.add("bare_p99_ms", bare.p99_ms, "ms", note)
+    figures.add("bare_p999_ms", bare.p999_ms, "ms", note)
     return ceiling, bare
 
 
@@ -145,6 +164,16 @@ def _bidder_figures(figures: Figures, bid: Closed, bare: Closed) -> None:
     figures.add("bid_p999_ms", bid.p999_ms, "ms", note)
     if bid.fill is not None:
         figures.add("bid_fill_fraction", bid.fill, "", "share of answers that bid (200)")
+
+
+def _cpu_figures(figures: Figures, bid: Closed, bare: Closed, shed: float) -> None:
+    figures.add("bare_cpu_us_per_request", bare.cpu_us, "us", "bare server process, CPU time")
+    figures.add("bid_cpu_us_per_request", bid.cpu_us, "us", "bidder process, CPU time")
+    ratio = bare.cpu_us / bid.cpu_us if bid.cpu_us else 0.0
+    note = "bare CPU / bidder CPU per request: the throughput ratio with a core each"
+    figures.add("bid_cpu_ratio_vs_bare", ratio, "x", note)
+    note = "closed-loop answers shed unread (must be ~0 for bid_rps to be a bid rate)"
+    figures.add("bid_shed_fraction", shed, "", note)
 
 
 def _open_figures(
@@ -178,15 +207,27 @@ def _runs(
     timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s}
 
     def closed(port: int) -> Closed:
+        # Server CPU per answer, beside throughput: on a shared machine the throughput of
+        # either server moves with what else runs, its CPU cost per request much less.
+        pids = servers.listening_pids(port)
+        used = servers.cpu_seconds(pids)
         if wrk is not None:
-            return _from_wrk(wrk.run(port, connections=options.connections, **timing))
-        return _from_outcome(generator.run(port, connections=options.connections, **timing))
+            run = _from_wrk(wrk.run(port, connections=options.connections, **timing))
+        else:
+            run = _from_outcome(generator.run(port, connections=options.connections, **timing))
+        answers = run.rps * (options.warmup_s + options.duration_s)
+        cpu_us = (servers.cpu_seconds(pids) - used) / answers * 1e6 if pids and answers else 0.0
+        return dataclasses.replace(run, cpu_us=cpu_us)
 
     figures.add("load_generator_wrk", int(wrk is not None), "", "1: wrk, 0: built-in generator")
     ceiling, bare = _reference_figures(figures, closed)
     with servers.bidder_process(url) as port:
+        shed, answered = _metric(port, "dsp_shed_total"), _metric(port, "dsp_bid_latency_ms_count")
         bid = closed(port)
+        shed = _metric(port, "dsp_shed_total") - shed
+        answered = _metric(port, "dsp_bid_latency_ms_count") - answered
         _bidder_figures(figures, bid, bare)
+        _cpu_figures(figures, bid, bare, shed / answered if answered else 0.0)
         _check_ceiling(figures, ceiling, bare, bid)
         _open_figures(figures, generator, port, bid.rps, options)
     with servers.bidder_process(url, workers=2) as port:

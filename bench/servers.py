@@ -106,6 +106,43 @@ def listeners(port: int) -> int:
     return count
 
 
+def listening_pids(port: int) -> list[int]:
+    """Processes holding a socket that listens on ``port`` (Linux ``/proc``; [] elsewhere)."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        return []
+    wanted = f":{port:04X}"
+    inodes = {
+        f"socket:[{fields[9]}]"
+        for fields in (line.split() for line in table.read_text().splitlines()[1:])
+        if fields[1].endswith(wanted) and fields[3] == _LISTEN
+    }
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+        except OSError:
+            continue  # gone, or not ours to read
+        if links & inodes:
+            found.append(int(proc.name))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def _wait_listening(port: int, count: int, alive: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

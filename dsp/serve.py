@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import signal
@@ -79,6 +80,11 @@ async def start_worker(settings: Settings) -> Worker:
     except BaseException:
         await runner.cleanup()
         raise
+    # What startup built (taxonomy, campaign index, scripts) lives as long as the process:
+    # out of the collector's sight, a full collection no longer walks it and stalls the
+    # loop for tens of milliseconds, past a bid's tmax.
+    gc.collect()
+    gc.freeze()
     shedder.start()
     return Worker(settings, runner, server, shedder, connections)
 

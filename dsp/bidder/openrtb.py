@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,6 +95,11 @@ def _floor_micros(imp: Mapping[str, Any], fx_per_usd: Mapping[str, Decimal]) -> 
     rate = fx_per_usd.get(currency.upper()) if isinstance(currency, str) else None
     if rate is None:
         return None
+    return _usd_micros(floor, rate)
+
+
+@functools.lru_cache(maxsize=8192)  # floors repeat (0.5, 1.2, ...): the Decimal work once each
+def _usd_micros(floor: float, rate: Decimal) -> int:
     try:
         # Ceiling: bidding a hair under the floor loses the auction for nothing.
         usd_micros = Decimal(repr(floor)) * 1_000_000 / rate

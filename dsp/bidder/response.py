@@ -5,6 +5,7 @@ Every bid in it has money reserved for it; its links name the lease the money ca
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
@@ -26,6 +27,7 @@ def response_currency(requested: Sequence[str], fx_per_usd: Mapping[str, Decimal
     return next((code for code in requested if code in fx_per_usd), None)
 
 
+@functools.lru_cache(maxsize=8192)  # a line's price and the rates rarely change: Decimal once
 def price_in(currency_rate: Decimal, usd_micros: int) -> float:
     # Rounded up: rounding down could put a bid that meets the floor just under it.
     price = (Decimal(usd_micros) * currency_rate / 1_000_000).quantize(_MICRO, ROUND_CEILING)

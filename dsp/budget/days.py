@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dsp.campaigns.model import Campaign
-from dsp.campaigns.schedule import local_time
+from dsp.campaigns.schedule import local_day, local_time
 
 DAY_S = 86_400
 
 
 def budget_day(campaign: Campaign, now: float) -> str:
     """``YYYYMMDD`` of the advertiser's day at ``now``: the day a daily budget is spent on."""
-    return local_time(campaign, now).strftime("%Y%m%d")
+    return local_day(campaign, now)
 
 
 def seconds_into_day(campaign: Campaign, now: float) -> float:

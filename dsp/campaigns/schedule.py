@@ -22,6 +22,18 @@ def local_time(campaign: Campaign, now: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(now, _zone(campaign.timezone))
 
 
+@functools.lru_cache(maxsize=4096)
+def _day_of_minute(zone: str, minute: int) -> str:
+    return dt.datetime.fromtimestamp(minute * 60, _zone(zone)).strftime("%Y%m%d")
+
+
+def local_day(campaign: Campaign, now: float) -> str:
+    """``YYYYMMDD`` in the campaign's zone. Every zone's midnight falls on a whole minute, so
+    the day is the same all minute long: one zone conversion a minute, not one a campaign
+    and refresh (the refresher asks for every campaign's day several times a second)."""
+    return _day_of_minute(campaign.timezone, int(now // 60))
+
+
 def _in_quiet_hours(minute: int, quiet: tuple[int, int]) -> bool:
     start, end = quiet
     if start <= end:
@@ -54,7 +66,7 @@ def cap_field(campaign: Campaign, now: float) -> str | None:
         return f"{campaign.id}:l"
     if cap.per is CapWindow.HOUR:
         return f"{campaign.id}:h{int(now // 3600)}"
-    return f"{campaign.id}:d{local_time(campaign, now).strftime('%Y%m%d')}"
+    return f"{campaign.id}:d{local_day(campaign, now)}"
 
 
 def cap_ttl_s(campaign: Campaign) -> int:
