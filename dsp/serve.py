@@ -14,7 +14,7 @@ from types import FrameType
 import uvloop
 from aiohttp import web
 
-from dsp.app import BIDDER, PIPE, create_app
+from dsp.app import BIDDER, METRICS, PIPE, create_app
 from dsp.bidder.front import BidFront, Shedder
 from infra.embedded_redis import redis_url_or_embedded
 from infra.logs import setup_logging
@@ -66,7 +66,7 @@ async def start_worker(settings: Settings) -> Worker:
     await runner.setup()
     handoff = runner.server
     assert handoff is not None
-    shedder = Shedder(threshold_s=settings.shed_lag_ms / 1000)
+    shedder = Shedder(threshold_s=settings.shed_lag_ms / 1000, metrics=app[METRICS])
     connections: set[BidFront] = set()
     bidder, pipe, limit = app[BIDDER], app[PIPE], settings.max_body_bytes
     try:

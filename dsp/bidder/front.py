@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from dmp.profile_store import lookup_command
 from dsp.bidder.handler import Bidder
 from dsp.bidder.openrtb import BidRequest
+from dsp.metrics import Metrics
 from infra.redis_pipe import RedisPipe, Reply
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,13 @@ class Shedder:
     """
 
     def __init__(
-        self, period_s: float = 0.002, threshold_s: float = 0.030, step: float = 0.05
+        self,
+        period_s: float = 0.002,
+        threshold_s: float = 0.030,
+        step: float = 0.05,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics  # counts stalls: heartbeats 10 ms and 50 ms late
         self.period_s = period_s
         self.threshold_s = threshold_s
         self.step = step
@@ -88,6 +94,10 @@ class Shedder:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.lag_s = now - self._due
+        if self.lag_s > 0.010 and self.metrics is not None:
+            self.metrics.count("loop_stalls_10ms")
+            if self.lag_s > 0.050:
+                self.metrics.count("loop_stalls_50ms")
         if self.lag_s > self.threshold_s:
             self.share = min(1.0, self.share + self.step)
         elif self.share:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import pyarrow as pa  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -109,12 +110,17 @@ class EventBuffer:
         self._events = []
         if not events:
             return 0
+        sent = 0
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for start in range(0, len(events), self._batch):
-                    payload = encode_batch(events[start : start + self._batch])
+                    payload = self._encode(events[start : start + self._batch])
+                    if payload is None:
+                        continue
+                    data, count = payload
+                    sent += count
                     pipe.xadd(
-                        self._stream, {BATCH_FIELD: payload}, maxlen=self._maxlen, approximate=True
+                        self._stream, {BATCH_FIELD: data}, maxlen=self._maxlen, approximate=True
                     )
                 await pipe.execute()
         except (RedisError, OSError) as error:
@@ -127,9 +133,27 @@ class EventBuffer:
                 self._metrics.count("events_dropped", lost)
             log.warning("event flush failed", extra={"error": str(error), "kept": len(kept)})
             return 0
-        self.sent += len(events)
-        self._metrics.count("events_sent", len(events))
-        return len(events)
+        self.sent += sent
+        self._metrics.count("events_sent", sent)
+        return sent
+
+    def _encode(self, events: list[Event]) -> tuple[bytes, int] | None:
+        """The batch as Arrow IPC and how many events it holds; an event that does not fit
+        the schema is dropped and counted, not the batch with it (None: none fit)."""
+        try:
+            return encode_batch(events), len(events)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            good = []
+            for event in events:
+                try:
+                    encode_batch([event])
+                except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                    self._metrics.count("events_malformed")
+                    extra = {"event": repr(event)[:300]}
+                    log.error("event dropped: does not fit the schema", extra=extra)
+                else:
+                    good.append(event)
+            return (encode_batch(good), len(good)) if good else None
 
     async def run(self) -> None:
         while True:

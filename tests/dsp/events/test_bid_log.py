@@ -69,3 +69,15 @@ async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis:
         "creative": "cr1", "device": "00ff", "tags": [8], "price": 7,
         "site_cat": ["IAB1", "IAB2"], "os": "android", "w": 320, "h": 50,
     }  # fmt: skip
+
+
+async def test_an_event_that_does_not_fit_the_schema_is_dropped_alone(redis: Redis) -> None:
+    buffer = EventBuffer(redis, max_events=100, flush_s=3600)
+    good = events(5, seed=11)
+    bad = {**good[0], "auction": "bad", "price": "not a number"}
+    for event in [*good[:2], bad, *good[2:]]:
+        assert buffer.append(event)
+    assert await buffer.flush() == 5
+    entries: Any = await redis.xrange(keys.EVENTS)
+    sent = [event for _, data in entries for event in entry_events(data)]
+    assert [e["auction"] for e in sent] == [e["auction"] for e in good]
