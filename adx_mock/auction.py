@@ -81,6 +81,8 @@ class MacroValues:
     mbr: float | None = None
     loss: int | None = None
     min_to_win: float | None = None
+    multiplier: float | None = None  # imp.qty.multiplier (DOOH), "" when the imp has none
+    imp_ts_ms: int | None = None  # when the impression was rendered, unix milliseconds
 
 
 def parse_response(source: str, request_id: str, body: object) -> tuple[Bid, ...]:
@@ -198,7 +200,27 @@ def _price(value: float) -> float:
     return round(value, 6)
 
 
-def winner_macros(auction_id: str, result: ImpResult, currency: str = "USD") -> MacroValues:
+def multipliers_of(request: Mapping[str, object]) -> dict[str, float]:
+    """``imp.id -> imp.qty.multiplier`` for the impressions that give one (OpenRTB 2.6)."""
+    found: dict[str, float] = {}
+    imps = request.get("imp")
+    for imp in imps if isinstance(imps, list) else []:
+        if isinstance(imp, dict) and isinstance(imp.get("id"), str):
+            qty = imp.get("qty")
+            value = qty.get("multiplier") if isinstance(qty, dict) else None
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found[imp["id"]] = float(value)
+    return found
+
+
+def winner_macros(
+    auction_id: str,
+    result: ImpResult,
+    currency: str = "USD",
+    *,
+    multiplier: float | None = None,
+    imp_ts_ms: int | None = None,
+) -> MacroValues:
     """Macro values for the winner's nurl, burl and adm."""
     if result.winner is None or result.clearing_price is None:
         raise ValueError(f"impression {result.imp_id} has no winner")
@@ -215,6 +237,8 @@ def winner_macros(auction_id: str, result: ImpResult, currency: str = "USD") -> 
         mbr=mbr,
         loss=LOSS_WON,
         min_to_win=result.min_to_win,
+        multiplier=multiplier,
+        imp_ts_ms=imp_ts_ms,
     )
 
 
@@ -264,6 +288,8 @@ def _macro_table(values: MacroValues) -> dict[str, str]:
         "AUCTION_MBR": format_price(values.mbr),
         "AUCTION_LOSS": "" if values.loss is None else str(values.loss),
         "AUCTION_MIN_TO_WIN": format_price(values.min_to_win),
+        "AUCTION_MULTIPLIER": "" if values.multiplier is None else f"{values.multiplier:g}",
+        "AUCTION_IMP_TS": "" if values.imp_ts_ms is None else str(values.imp_ts_ms),
     }
 
 

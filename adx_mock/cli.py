@@ -2,6 +2,8 @@
 
     adx-mock population --devices 10000 --seed 1 --out population.jsonl
     adx-mock run --dsp http://127.0.0.1:8080/openrtb2/bid --qps 200 --duration 10
+    adx-mock replay FILE --dsp http://127.0.0.1:8080/openrtb2/bid --qps 200
+    adx-mock experiment --seed 1
 
 ``run`` prints its JSON summary as the last line of stdout; logs go to stderr. Exit codes:
 0 a completed run, 1 a failure while running, 2 bad arguments or input files.
@@ -19,7 +21,9 @@ import orjson
 import uvloop
 
 from adx_mock.errors import AdxMockError
+from adx_mock.experiment import ExperimentConfig, format_table, run_experiment, summary_line
 from adx_mock.population import generate_population, read_population, write_population
+from adx_mock.replay import FORMATS, ReplayStats, read_requests
 from adx_mock.runner import AUCTION_TYPES, RunConfig, run
 from dmp.taxonomy import Taxonomy
 from infra.logs import setup_logging
@@ -41,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_population(commands)
     _add_run(commands)
+    _add_replay(commands)
+    _add_experiment(commands)
     return parser
 
 
@@ -97,6 +103,85 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = commands.add_parser(
+        "replay",
+        help="replay recorded bid requests (OpenRTB JSON Lines or RTBkit logs) against DSPs",
+        description="Send the bid requests of FILE, in order, to every --dsp and run the "
+        "auctions as `run` does. FILE is OpenRTB JSON Lines or an RTBkit bid-request log "
+        "(e.g. ../shared/corpus/logs/*.xz), plain, .gz or .xz.",
+    )
+    cmd.add_argument("file", type=Path, help="requests to replay")
+    cmd.add_argument(
+        "--format", choices=FORMATS, default="auto", help="file format (default: auto)"
+    )
+    cmd.add_argument(
+        "--dsp", action="append", required=True, metavar="URL", help="bid endpoint (repeatable)"
+    )
+    cmd.add_argument("--qps", type=float, default=200.0, help="requests per second (default 200)")
+    cmd.add_argument("--requests", type=int, help="stop after this many (default: the whole file)")
+    cmd.add_argument("--tmax", type=int, default=100, help="DSP time limit in ms (default 100)")
+    cmd.add_argument(
+        "--auction", choices=sorted(AUCTION_TYPES), default="second", help="default second"
+    )
+    cmd.add_argument("--seed", type=int, default=1, help="seed of ties and user behaviour")
+    cmd.add_argument("--click-rate", type=float, default=0.02, help="clicks per rendered ad")
+    cmd.add_argument("--render-rate", type=float, default=0.95, help="rendered share of wins")
+    cmd.add_argument("--concurrency", type=int, default=256, help="auctions in flight at most")
+    cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_experiment(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = ExperimentConfig()
+    cmd = commands.add_parser(
+        "experiment",
+        help="compare bid strategies on the same traffic and budget in the simulated market",
+        description="Simulate a week of history (fixed-CPM campaigns, archived events), "
+        "train the CTR model from it, then play the same fresh traffic with the same budget "
+        "for untargeted fixed CPM, tag-targeted fixed CPM and tag-targeted target-CPC x pCTR "
+        "bidding; print CTR, clicks, spend and CPC of each, and the lift ratios.",
+    )
+    cmd.add_argument("--seed", type=int, default=defaults.seed, help="market seed (default 1)")
+    cmd.add_argument(
+        "--devices", type=int, default=defaults.devices, help=f"default {defaults.devices}"
+    )
+    cmd.add_argument(
+        "--history-days", type=int, default=defaults.history_days, help="days of history"
+    )
+    cmd.add_argument(
+        "--history-requests",
+        type=int,
+        default=defaults.history_requests_per_day,
+        help=f"requests per history day (default {defaults.history_requests_per_day})",
+    )
+    cmd.add_argument(
+        "--test-requests",
+        type=int,
+        default=defaults.test_requests,
+        help=f"requests of the test traffic (default {defaults.test_requests})",
+    )
+    cmd.add_argument(
+        "--budget",
+        type=float,
+        default=defaults.budget_micros / 1_000_000,
+        help="budget of each strategy, USD (default %(default)s)",
+    )
+    cmd.add_argument(
+        "--cpm",
+        type=float,
+        default=defaults.cpm_micros / 1_000_000,
+        help="CPM of the fixed strategies, USD (default %(default)s)",
+    )
+    cmd.add_argument(
+        "--auction", choices=sorted(AUCTION_TYPES), default="second", help="default second"
+    )
+    cmd.add_argument("--archive", type=Path, help="keep the history's event archive here")
+    cmd.add_argument("--model", type=Path, help="keep the trained model file here")
+    cmd.add_argument("--calibration-png", type=Path, help="write the model's calibration chart")
+    cmd.add_argument("--json", action="store_true", help="print only the JSON summary")
+    cmd.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``adx-mock`` console script."""
     parser = build_parser()
@@ -105,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "population":
             return _population(parser, args)
+        if args.command == "replay":
+            return _replay(parser, args)
+        if args.command == "experiment":
+            return _experiment(parser, args)
         return _run(parser, args)
     except AdxMockError as exc:
         print(f"adx-mock: error: {exc}", file=sys.stderr)
@@ -159,6 +248,72 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     summary = uvloop.run(run(config, progress=not args.no_progress))
     log.info("run finished", extra={"requests": summary.requests, "wins": summary.wins})
     sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    args.duration, args.devices = None, None
+    _check_run_args(parser, args)
+    stats = ReplayStats()
+    requests = list(read_requests(args.file, args.format, tmax_ms=args.tmax, stats=stats))
+    if not requests:
+        print(f"adx-mock: error: no bid requests in {args.file}", file=sys.stderr)
+        return EXIT_USAGE
+    config = RunConfig(
+        dsp_urls=args.dsp,
+        population=(),
+        qps=args.qps,
+        duration_s=None,
+        max_requests=args.requests or len(requests),
+        tmax_ms=args.tmax,
+        auction=args.auction,
+        seed=args.seed,
+        click_rate=args.click_rate,
+        render_rate=args.render_rate,
+        concurrency=args.concurrency,
+        replay=requests,
+    )
+    log.info(
+        "replay starting",
+        extra={"file": str(args.file), "requests": config.total_requests, "skipped": stats.skipped},
+    )
+    summary = uvloop.run(run(config, progress=not args.no_progress))
+    out = summary.to_dict() | {"replay": {"file": str(args.file), "skipped": stats.skipped}}
+    sys.stdout.write(orjson.dumps(out).decode() + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _experiment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    positive = {
+        "--devices": args.devices,
+        "--history-days": args.history_days - 1,  # one day is held out: at least two
+        "--history-requests": args.history_requests,
+        "--test-requests": args.test_requests,
+        "--budget": args.budget,
+        "--cpm": args.cpm,
+    }
+    for flag, value in positive.items():
+        if not value > 0:
+            parser.error(f"{flag} is too small")
+    config = ExperimentConfig(
+        devices=args.devices,
+        seed=args.seed,
+        history_days=args.history_days,
+        history_requests_per_day=args.history_requests,
+        test_requests=args.test_requests,
+        budget_micros=round(args.budget * 1_000_000),
+        cpm_micros=round(args.cpm * 1_000_000),
+        auction=args.auction,
+        archive_dir=args.archive,
+        model_path=args.model,
+        calibration_png=args.calibration_png,
+    )
+    result = run_experiment(config, progress=not args.no_progress)
+    if not args.json:
+        print(format_table(result))
+    sys.stdout.write(summary_line(result).decode() + "\n")
     sys.stdout.flush()
     return EXIT_OK
 

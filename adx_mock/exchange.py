@@ -23,6 +23,7 @@ from adx_mock.auction import (
     ImpResult,
     floors_of,
     loser_macros,
+    multipliers_of,
     parse_response,
     run_auction,
     substitute_macros,
@@ -87,8 +88,12 @@ class Exchange:
             floors_of(request), bids, auction_type=self._settings.auction_type, rng=rng
         )
         fates = [self._fate(rng) for _ in results]
+        multipliers = multipliers_of(request)
         await asyncio.gather(
-            *(self._settle(request_id, r, f) for r, f in zip(results, fates, strict=True))
+            *(
+                self._settle(request_id, r, f, multipliers.get(r.imp_id))
+                for r, f in zip(results, fates, strict=True)
+            )
         )
 
     def _fate(self, rng: random.Random) -> _Fate:
@@ -145,7 +150,9 @@ class Exchange:
             dsp.no_bids += 1
         return bids
 
-    async def _settle(self, request_id: str, result: ImpResult, fate: _Fate) -> None:
+    async def _settle(
+        self, request_id: str, result: ImpResult, fate: _Fate, multiplier: float | None = None
+    ) -> None:
         notices = [
             self._get(
                 "loss", substitute_macros(loss.bid.lurl, loser_macros(request_id, result, loss))
@@ -153,13 +160,17 @@ class Exchange:
             for loss in result.losses
             if loss.bid.lurl
         ]
-        await asyncio.gather(self._play_winner(request_id, result, fate), *notices)
+        await asyncio.gather(self._play_winner(request_id, result, fate, multiplier), *notices)
 
-    async def _play_winner(self, request_id: str, result: ImpResult, fate: _Fate) -> None:
+    async def _play_winner(
+        self, request_id: str, result: ImpResult, fate: _Fate, multiplier: float | None
+    ) -> None:
         winner = result.winner
         if winner is None or result.clearing_price is None:
             return
-        macros = winner_macros(request_id, result)
+        macros = winner_macros(
+            request_id, result, multiplier=multiplier, imp_ts_ms=int(time.time() * 1000)
+        )
         markup = substitute_macros(winner.adm, macros) if winner.adm else None
         if winner.nurl:
             status, body = await self._get("win", substitute_macros(winner.nurl, macros))

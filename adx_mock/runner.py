@@ -12,7 +12,7 @@ import gc
 import math
 import random
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -48,11 +48,16 @@ class RunConfig:
     render_rate: float = 0.95
     concurrency: int = 256
     event_timeout_s: float = 5.0
+    # issue 8: replay these bid requests, in order, instead of the synthetic supply
+    replay: Sequence[Mapping[str, object]] | None = None
 
     def __post_init__(self) -> None:
         _check(bool(self.dsp_urls), "dsp_urls", "needs at least one DSP URL")
         _check(len(set(self.dsp_urls)) == len(self.dsp_urls), "dsp_urls", "has duplicates")
-        _check(bool(self.population), "population", "needs at least one device")
+        if self.replay is None:
+            _check(bool(self.population), "population", "needs at least one device")
+        else:
+            _check(bool(self.replay), "replay", "needs at least one bid request")
         _check(self.qps > 0 and math.isfinite(self.qps), "qps", "must be > 0")
         _check(self.duration_s is None or self.duration_s > 0, "duration_s", "must be > 0")
         _check(self.max_requests is None or self.max_requests > 0, "max_requests", "must be > 0")
@@ -74,6 +79,8 @@ class RunConfig:
         limits = [self.max_requests] if self.max_requests is not None else []
         if self.duration_s is not None:
             limits.append(max(1, math.floor(self.qps * self.duration_s)))
+        if self.replay is not None:
+            limits.append(len(self.replay))
         return min(limits)
 
 
@@ -115,7 +122,11 @@ async def _launch(
     config: RunConfig, exchange: Exchange, tally: Tally, advance: Callable[[int], object]
 ) -> None:
     supply = SupplyConfig(tmax_ms=config.tmax_ms, auction_type=AUCTION_TYPES[config.auction])
-    requests = bid_requests(config.population, config.seed, supply)
+    requests: Iterator[Mapping[str, object]]
+    if config.replay is not None:
+        requests = iter(config.replay)
+    else:
+        requests = bid_requests(config.population, config.seed, supply)
     # A separate stream for ties and user behaviour, drawn in launch order: the same seed
     # gives the same outcomes however the network orders the answers.
     outcomes = random.Random(config.seed + 1)

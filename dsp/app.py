@@ -7,6 +7,7 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -20,6 +21,7 @@ from dsp.bidder.handler import Bidder
 from dsp.budget.keeper import BudgetKeeper
 from dsp.campaigns.live import LiveCampaigns
 from dsp.console import setup_console  # issue 11
+from dsp.ctr.predictor import CtrPredictor
 from dsp.errors import BadNotice, BadSignature, DspError, InvalidBidRequest, InvalidCampaign
 from dsp.events.bid_log import EventBuffer
 from dsp.events.tags import TagMatcher
@@ -124,6 +126,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     budget = BudgetKeeper(redis, settings, metrics=metrics, rng=rng)
     await budget.warm_up()
     live = LiveCampaigns(app[TAXONOMY], budget)
+    if settings.ctr_model:  # pCTR for target-CPC lines, reloaded when the file changes
+        live.ctr = CtrPredictor(Path(settings.ctr_model), app[TAXONOMY])
     await live.refresh(redis)
     # issue 6: rotating link keys (newest first) when configured
     signing = settings.signing_keys or await _signing_key(redis, settings.signing_key)

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from dsp.admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from dsp.budget.pacing_cli import add_pacing_command
 from dsp.campaigns.store import load_campaigns, save_campaigns
+from dsp.ctr.cli import add_ctr_command
 from dsp.errors import InvalidCampaign
 from dsp.events.cli import add_events_command
 from dsp.reporting.report import DIMENSIONS, build_report, format_report
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     add_admin_commands(commands)
     add_pacing_command(commands)
     add_events_command(commands)
+    add_ctr_command(commands)  # issue 8
     return parser
 
 
@@ -137,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "pacing-sim":
         return int(args.run(args))
     if args.command == "events":
+        return int(args.run(args, settings))
+    if args.command == "ctr":  # issue 8
         return int(args.run(args, settings))
     redis_url = getattr(args, "redis_url", None) or settings.redis_url
     if args.command == "serve":

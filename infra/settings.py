@@ -88,6 +88,8 @@ class Settings:
     # Event-loop lag past which the bid front answers a growing share of requests 204 unread
     # (dsp/bidder/front.py): well inside tmax, so the answers it does give stay on time.
     shed_lag_ms: int = 30
+    # A CTR model file (``dsp ctr train --out``) for target-CPC lines; "" : none (prior CTR).
+    ctr_model: str = ""
     redis_max_connections: int = 64
     event_stream_maxlen: int = 1_000_000
     campaign_refresh_s: float = 0.25
@@ -144,6 +146,7 @@ class Settings:
             default_tmax_ms=_int(environ, "DSP_DEFAULT_TMAX_MS", base.default_tmax_ms),
             tmax_margin_ms=_int(environ, "DSP_TMAX_MARGIN_MS", base.tmax_margin_ms),
             shed_lag_ms=_int(environ, "DSP_SHED_LAG_MS", base.shed_lag_ms),
+            ctr_model=environ.get("DSP_CTR_MODEL", base.ctr_model),
             event_stream_maxlen=_int(environ, "DSP_EVENT_STREAM_MAXLEN", base.event_stream_maxlen),
             campaign_refresh_s=_float(environ, "DSP_CAMPAIGN_REFRESH_S", base.campaign_refresh_s),
             notice_timeout_s=_float(environ, "DSP_NOTICE_TIMEOUT_S", base.notice_timeout_s),

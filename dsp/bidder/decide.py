@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dmp.profile import Profile
 from dsp.bidder.openrtb import BidRequest, Imp
-from dsp.campaigns.index import CampaignIndex, Line
+from dsp.campaigns.index import CampaignIndex, Line, bid_price_micros
+from dsp.campaigns.model import BidStrategy
 
 _NO_TAGS: Mapping[int, int] = {}
 
@@ -62,19 +64,43 @@ def _passes_checks(line: Line, ctx: _Context) -> bool:
     return ctx.index.circles.contains(line.bit, ctx.request.point)
 
 
-def _best_line(candidates: int, floor_micros: int, ctx: _Context) -> Line | None:
+def _price(line: Line, imp: Imp, ctx: _Context) -> int:
+    """What ``line`` bids for ``imp``: its fixed CPM, or target CPC x pCTR x 1000 (capped)."""
+    if line.campaign.strategy is BidStrategy.FIXED_CPM:
+        return line.price_micros
+    predictor = ctx.index.ctr
+    predicted = None if predictor is None else predictor.predict(line, ctx.tags, ctx.request, imp)
+    if predicted is None:
+        return line.price_micros  # the prior CTR's price, worked out when the index was built
+    return bid_price_micros(line.campaign, predicted)
+
+
+def _best_line(candidates: int, imp: Imp, ctx: _Context) -> tuple[Line, int] | None:
+    """The best-paying line at or above the floor, and its price.
+
+    Lines come by descending highest price; a fixed-CPM line pays exactly that, a target-CPC
+    line at most its cap. So the search stops at the first line whose highest price cannot
+    beat the best found (or the floor), and a fixed line that passes ends it.
+    """
+    floor_micros = imp.floor_micros or 0
     lines, checked = ctx.index.lines, ctx.index.checked
+    best: tuple[Line, int] | None = None
     while candidates:
         lowest = candidates & -candidates
         line = lines[lowest.bit_length() - 1]
-        if line.price_micros < floor_micros:
-            return None  # lines are ordered by price: every later one pays less
+        highest = line.campaign.cpm_micros
+        if highest < floor_micros or (best is not None and highest <= best[1]):
+            break  # lines are ordered by highest price: every later one pays less
         if (not lowest & checked or _passes_checks(line, ctx)) and _allowed_by_request(
             line, ctx.request
         ):
-            return line
+            price = _price(line, imp, ctx)
+            if price >= floor_micros and price > 0 and (best is None or price > best[1]):
+                best = (line, price)
+            if line.campaign.strategy is BidStrategy.FIXED_CPM:
+                break
         candidates ^= lowest
-    return None
+    return best
 
 
 def decide(
@@ -102,7 +128,10 @@ def decide(
         formats = index.format_lines(
             imp.banner_sizes, imp.native is not None, imp.video_size is not None
         )
-        line = _best_line(eligible & formats, imp.floor_micros, ctx)
-        if line is not None:
+        best = _best_line(eligible & formats, imp, ctx)
+        if best is not None:
+            line, price = best
+            if price != line.price_micros:  # a target-CPC bid priced for this imp
+                line = dataclasses.replace(line, price_micros=price)
             bids.append(Bid(imp, line))
     return bids

@@ -1,7 +1,8 @@
 """The bidder's compiled view of active campaigns, rebuilt when campaigns change.
 
 Every (campaign, creative) pair is a *line* with one bit. Lines are numbered by descending
-price, so the lowest set bit of a candidate set is the best-paying line. Each targeting
+highest price (a fixed CPM, or a target-CPC line's cap), so the lowest set bit of a
+candidate set is the best-paying line, or bounds what the lines after it can pay. Each targeting
 dimension maps its values to a bitset of the lines that accept them, and a request's
 candidates are a few dict lookups and ANDs of Python ints: the per-request cost does not
 grow with campaigns that cannot match. Only survivors get the per-line checks (tag
@@ -13,11 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from dmp.errors import DmpError
 from dmp.tag_expression import compile_expression, parse
 from dmp.taxonomy import Taxonomy
-from dsp.bidder.openrtb import BidRequest
+from dsp.bidder.openrtb import BidRequest, Imp
 from dsp.campaigns.dimensions import Allow, Block, Circles
 from dsp.campaigns.model import BidStrategy, Campaign, Creative, CreativeFormat, FrequencyCap
 
@@ -52,6 +54,16 @@ def bid_price_micros(campaign: Campaign, predicted_ctr: float = PRIOR_CTR) -> in
     return min(campaign.cpm_micros, int(campaign.target_cpc_micros * predicted_ctr * 1000))
 
 
+class ClickPredictor(Protocol):
+    """issue 8: what the bid decision asks of a CTR model (``dsp.ctr.predictor``)."""
+
+    def predict(
+        self, line: Line, tags: Mapping[int, int], request: BidRequest, imp: Imp
+    ) -> float | None: ...
+
+    def maybe_reload(self) -> bool: ...
+
+
 class CampaignIndex:
     """Built once per campaign change; read by every request."""
 
@@ -69,6 +81,8 @@ class CampaignIndex:
         self.campaign_lines: dict[str, int] = {}
         self.creatives: dict[tuple[str, str], Creative] = {}
         self.member_tags: dict[str, int] = {}  # member audience id -> its pseudo tag
+        # issue 8: target-CPC lines price each bid with it; None: they bid at PRIOR_CTR.
+        self.ctr: ClickPredictor | None = None
         for line in lines:
             self._add(line)
 
@@ -131,7 +145,9 @@ class CampaignIndex:
                 log.error("campaign skipped", extra={"campaign": campaign.id, "error": str(error)})
                 continue
             compiled += [(campaign, creative, predicate) for creative in campaign.creatives]
-        compiled.sort(key=lambda c: (-bid_price_micros(c[0]), c[0].id, c[1].id))
+        # By the most a line can bid (a fixed CPM, or a target-CPC line's cap): the decision
+        # stops at the first line that cannot beat the best found.
+        compiled.sort(key=lambda c: (-c[0].cpm_micros, c[0].id, c[1].id))
         lines = [
             Line(
                 bit, campaign, creative, bid_price_micros(campaign), predicate,

@@ -22,7 +22,7 @@ from dmp.taxonomy import Taxonomy
 from dsp.bidder.decide import Moment
 from dsp.budget.days import budget_day
 from dsp.budget.keeper import BudgetKeeper, Spent
-from dsp.campaigns.index import CampaignIndex
+from dsp.campaigns.index import CampaignIndex, ClickPredictor
 from dsp.campaigns.model import Campaign
 from dsp.campaigns.schedule import cap_field, may_bid_at
 from dsp.campaigns.store import load_campaigns
@@ -41,6 +41,9 @@ class LiveCampaigns:
         self.by_id: dict[str, Campaign] = {}
         self.index = CampaignIndex.build([], taxonomy)
         self.moment = Moment()
+        # issue 8: the CTR model target-CPC lines bid with (``dsp.ctr.predictor``); the
+        # refresh reloads its file when it changed, so a retrained model needs no restart.
+        self.ctr: ClickPredictor | None = None
 
     async def refresh(self, redis: Redis, now: float | None = None) -> None:
         async with redis.pipeline(transaction=False) as pipe:
@@ -56,7 +59,17 @@ class LiveCampaigns:
             self.audiences_version = audiences_version
             self.by_id = {campaign.id: campaign for campaign in campaigns}
             log.info("campaigns loaded", extra={"version": version, "lines": len(self.index.lines)})
+        if self.ctr is not None:
+            self._reload_ctr(self.ctr)
+        self.index.ctr = self.ctr
         await self._refresh_moment(redis, time.time() if now is None else now)
+
+    @staticmethod
+    def _reload_ctr(ctr: ClickPredictor) -> None:
+        try:
+            ctr.maybe_reload()  # one stat() unless the file changed
+        except Exception:  # a bad model file must not stop the campaign refresh
+            log.exception("ctr model reload failed")
 
     async def _refresh_moment(self, redis: Redis, now: float) -> None:
         active = [c for c in self.campaigns if c.active]

@@ -1,0 +1,1 @@
+"""Click-through-rate model: hashed features, logistic regression, training, live predictor."""

