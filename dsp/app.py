@@ -21,6 +21,7 @@ from dsp.bidder.handler import Bidder
 from dsp.budget.keeper import BudgetKeeper
 from dsp.campaigns.live import LiveCampaigns
 from dsp.console import setup_console  # issue 11
+from dsp.conversions.errors import ConversionRefused
 from dsp.ctr.predictor import CtrPredictor
 from dsp.errors import BadNotice, BadSignature, DspError, InvalidBidRequest, InvalidCampaign
 from dsp.events.bid_log import EventBuffer
@@ -46,7 +47,13 @@ TRACKING = web.AppKey("tracking", Tracking)
 PIPE = web.AppKey("pipe", RedisPipe)
 LOOKUP_CLIENT_NAME = "dsp-bid-lookups"
 
-_STATUS = {BadSignature: 403, BadNotice: 400, InvalidBidRequest: 400, InvalidCampaign: 422}
+_STATUS: dict[type[DspError], int] = {
+    BadSignature: 403,
+    BadNotice: 400,
+    InvalidBidRequest: 400,
+    InvalidCampaign: 422,
+    ConversionRefused: 403,  # a forged or expired click id
+}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -197,6 +204,10 @@ async def _click(request: web.Request) -> web.Response:
     return await request.app[TRACKING].click(request)
 
 
+async def _conv(request: web.Request) -> web.Response:  # issue 12
+    return await request.app[TRACKING].conversion(request)
+
+
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "campaigns_version": request.app[LIVE].version})
 
@@ -217,6 +228,8 @@ def create_app(settings: Settings, taxonomy: Taxonomy | None = None) -> web.Appl
     app.router.add_get("/loss", _loss)
     app.router.add_get("/imp", _imp)
     app.router.add_get("/click", _click)
+    app.router.add_get("/conv", _conv)  # issue 12: conversion postback (click id)
+    app.router.add_post("/conv", _conv)  # issue 12: server to server (form or JSON)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     setup_api(app)

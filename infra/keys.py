@@ -239,3 +239,15 @@ def archive_offsets() -> str:
 def device_clicks(digest: bytes, window: int) -> bytes:
     """Clicks of a device in one click-rate window (invalid-traffic rule), beside its profile."""
     return _beside_profile(b"dsp:k", digest) + b":%d" % window
+
+
+# issue 12: conversions
+def conversion_seen(scope: str, dedup_id: str) -> str:
+    """Marks a conversion counted: an advertiser's order id (or the touch it was credited to)."""
+    return f"dsp:{{conv:{scope}}}:seen:{dedup_id}"
+
+
+def device_touches(digest: bytes) -> bytes:
+    """A device's last counted click and impression per campaign (view-through attribution):
+    field ``<campaign>|<click|imp>``, the event JSON; beside the device's profile."""
+    return _beside_profile(b"dsp:t", digest)

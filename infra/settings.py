@@ -131,6 +131,13 @@ class Settings:
     # issue 10: where an embedded Redis (no REDIS_URL) keeps an append-only file, fsync'd
     # every second, so a restart keeps the events and budgets; None: a throwaway directory.
     redis_data_dir: str | None = None
+    # issue 12: conversions. View-through attribution credits a device's impression for this
+    # long (clicks: the campaign's click_window_days); a device's touches are kept for
+    # ``conversion_touch_ttl_s`` (at least the longest click window); an order id counts
+    # once within ``conversion_dedup_ttl_s``.
+    view_window_s: int = 86_400
+    conversion_touch_ttl_s: int = 30 * 86_400
+    conversion_dedup_ttl_s: int = 90 * 86_400
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -165,6 +172,13 @@ class Settings:
             api_burst=_int(environ, "DSP_API_BURST", base.api_burst),
             api_max_body_bytes=_int(environ, "DSP_API_MAX_BODY_BYTES", base.api_max_body_bytes),
             redis_data_dir=environ.get("REDIS_DATA_DIR") or None,
+            view_window_s=_int(environ, "DSP_VIEW_WINDOW_S", base.view_window_s),
+            conversion_touch_ttl_s=_int(
+                environ, "DSP_CONVERSION_TOUCH_TTL_S", base.conversion_touch_ttl_s
+            ),
+            conversion_dedup_ttl_s=_int(
+                environ, "DSP_CONVERSION_DEDUP_TTL_S", base.conversion_dedup_ttl_s
+            ),
         )
 
     def __post_init__(self) -> None:

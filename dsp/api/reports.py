@@ -32,7 +32,8 @@ def _dimensions(request: web.Request) -> tuple[str, ...]:
 async def report(request: web.Request) -> web.Response:
     """``GET /reports``: wins, impressions, clicks, CTR (with its 95 % Wilson interval,
     ``ctr_low``/``ctr_high``) and spend of the caller's campaigns, by campaign, creative,
-    day, hour or matched tag. Events still in the stream are counted first (within
+    day, hour or matched tag; issue 12: conversions, CVR per click and per impression
+    (with Wilson intervals), CPA and ROAS. Events still in the stream are counted first (within
     ``CATCH_UP_S``)."""
     who, redis = caller(request, READ), request.app[API].redis
     by = _dimensions(request)

@@ -113,6 +113,7 @@ class Campaign:
     end: float | None = None
     billing: Billing = Billing.NURL
     pacing: Pacing = Pacing.ASAP
+    click_window_days: int = 7  # issue 12: conversions credited to a click this long after it
 
     @property
     def active(self) -> bool:

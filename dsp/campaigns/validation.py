@@ -251,4 +251,5 @@ def campaign_from_dict(data: object) -> Campaign:
         end=end,
         billing=reader.choice("billing", Billing, "nurl"),
         pacing=reader.choice("pacing", Pacing, "asap"),
+        click_window_days=reader.integer("click_window_days", minimum=1, maximum=30, default=7),
     )

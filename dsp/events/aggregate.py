@@ -45,6 +45,7 @@ from dsp.events.schema import (
     METRIC_OF,
     NO_TAG,
     SPENDING,
+    VALUED,
     decode,
     decode_table,
 )
@@ -145,6 +146,7 @@ def _json_table(payloads: Sequence[bytes]) -> pa.Table:
 _TYPES = list(METRIC_OF)
 _TYPE_ARRAY = pa.array(_TYPES)
 _SPENDS = np.array([kind in SPENDING for kind in _TYPES])
+_VALUES = np.array([kind in VALUED for kind in _TYPES])  # issue 12
 
 
 @dataclass(slots=True)
@@ -256,11 +258,16 @@ def count_events(entries: Sequence[dict[bytes, bytes]]) -> Increments:
     field_of = (creative_of * n_tags + tag_of) * n_types + kind_of
     spent = _SPENDS[kind_of] & (spend != 0)
     spend_names = np.array([p + "spend" for p in prefix], dtype=object)
+    valued = _VALUES[kind_of] & (spend != 0)  # issue 12: conversions' value
+    value_names = np.array([p + "conversion_value" for p in prefix], dtype=object)
+    cells = creative_of * n_tags + tag_of
     return Increments(
         groups,
-        group_index.tolist() + group_index[spent].tolist(),
-        names[field_of].tolist() + spend_names[(creative_of * n_tags + tag_of)[spent]].tolist(),
-        counts.tolist() + spend[spent].tolist(),
+        group_index.tolist() + group_index[spent].tolist() + group_index[valued].tolist(),
+        names[field_of].tolist()
+        + spend_names[cells[spent]].tolist()
+        + value_names[cells[valued]].tolist(),
+        counts.tolist() + spend[spent].tolist() + spend[valued].tolist(),
         int(keep.sum()),
     )
 

@@ -25,6 +25,8 @@ _METRIC = {
     "imp": "impressions",
     "click": "clicks",
     "invalid_click": "invalid_clicks",
+    "conversion": "click_conversions",  # issue 12
+    "view_conversion": "view_conversions",
 }
 _Z = NormalDist().inv_cdf(0.975)
 
@@ -45,10 +47,12 @@ def recount(directory: Path) -> dict[Key, dict[str, int]]:
                 hour = f"{when.year:04d}{when.month:02d}{when.day:02d}{when.hour:02d}"
                 tags = [str(tag) for tag in event.get("tags") or []] or ["-"]
                 spend = event.get("price", 0) if event["type"] in ("win", "bill") else 0
+                value = event.get("price", 0) if metric.endswith("_conversions") else 0
                 for tag in ["*", *tags]:
                     figures = counts[(event["campaign"], event.get("creative", ""), hour, tag)]
                     figures[metric] += 1
                     figures["spend"] += spend
+                    figures["conversion_value"] += value
     return counts
 
 
@@ -63,6 +67,29 @@ def _interval(clicks: int, impressions: int) -> tuple[float, float]:
         _Z * math.sqrt(p * (1 - p) / impressions + z2 / (4 * impressions * impressions))
     ) / denominator
     return max(0.0, center - half), min(1.0, center + half)
+
+
+def _conversion_figures(figures: dict[str, int]) -> dict[str, object]:
+    """issue 12: the conversion columns, computed here on their own like the rest."""
+    by_click, by_view = figures["click_conversions"], figures["view_conversions"]
+    conversions, value, spend = by_click + by_view, figures["conversion_value"], figures["spend"]
+    clicks, impressions = figures["clicks"], figures["impressions"]
+    click_low, click_high = _interval(by_click, clicks)
+    imp_low, imp_high = _interval(conversions, impressions)
+    return {
+        "conversions": conversions,
+        "click_conversions": by_click,
+        "view_conversions": by_view,
+        "conversion_value_usd": round(value / 1_000_000, 6),
+        "cvr_click": round(by_click / clicks if clicks else 0.0, 6),
+        "cvr_click_low": round(click_low, 6),
+        "cvr_click_high": round(click_high, 6),
+        "cvr_imp": round(conversions / impressions if impressions else 0.0, 6),
+        "cvr_imp_low": round(imp_low, 6),
+        "cvr_imp_high": round(imp_high, 6),
+        "cpa_usd": round(spend / conversions / 1_000_000 if conversions else 0.0, 4),
+        "roas": round(value / spend if spend else 0.0, 4),
+    }
 
 
 def _order(key: tuple[str, ...], by: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
@@ -111,5 +138,6 @@ def recount_rows(counts: dict[Key, dict[str, int]], by: tuple[str, ...]) -> list
             ecpm_usd=round(spend / impressions / 1000 if impressions else 0.0, 4),
             ecpc_usd=round(spend / clicks / 1_000_000 if clicks else 0.0, 4),
         )
+        record.update(_conversion_figures(figures))
         rows.append(record)
     return rows

@@ -6,6 +6,9 @@ An event is a flat JSON object. Every event has ``type``, ``ts`` (unix milliseco
 USD micros: the bid's CPM for a bid, what was charged for a win or billing notice, 0
 otherwise). Bid events add what the bidder saw (``site_cat``, ``os``, ``w``, ``h``), loss
 events the exchange's ``reason``, invalid clicks the rule that flagged them (``reason``).
+Conversion events (issue 12: ``conversion`` credited to a click, ``view_conversion`` to an
+impression) name the touch they are credited to (``auction``, ``imp``, ``touch_ts``), the
+advertiser's ``order`` id ("" when none) and carry the conversion's value in ``price``.
 
 A stream entry holds either one or more events as JSON Lines in its field ``e`` (a
 tracking notice adds one, from the ledger's script), or a batch of events as one Arrow IPC
@@ -44,7 +47,17 @@ BATCH_SCHEMA = pa.schema(
     ]
 )
 _IPC = pa.ipc.IpcWriteOptions()  # uncompressed: the aggregator maps it without a copy
-TYPES = ("bid", "win", "bill", "loss", "imp", "click", "invalid_click")
+TYPES = (
+    "bid",
+    "win",
+    "bill",
+    "loss",
+    "imp",
+    "click",
+    "invalid_click",
+    "conversion",
+    "view_conversion",
+)
 # The counts kept per event type; spend is the sum of ``price`` over win and bill events.
 METRIC_OF = {
     "bid": "bids",
@@ -54,9 +67,13 @@ METRIC_OF = {
     "imp": "impressions",
     "click": "clicks",
     "invalid_click": "invalid_clicks",
+    "conversion": "click_conversions",  # issue 12: credited to a click
+    "view_conversion": "view_conversions",  # issue 12: credited to an impression
 }
-METRICS = (*METRIC_OF.values(), "spend")
+METRICS = (*METRIC_OF.values(), "spend", "conversion_value")
 SPENDING = ("win", "bill")
+# issue 12: conversion events' ``price`` is the conversion's value: summed as conversion_value
+VALUED = ("conversion", "view_conversion")
 ALL_TAGS = "*"  # the tag value under which every event is counted once
 NO_TAG = "-"  # the tag value of events that matched no tag
 

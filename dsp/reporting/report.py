@@ -7,6 +7,12 @@ small counts of a new creative or a rare tag.
 
 By ``tag``, an event that matched several tags counts under each of them (so tag rows may
 add up to more than the total), and events that matched none are under tag ``-``.
+
+issue 12: conversions, in the row of the day (hour) they were reported, credited to the
+campaign, creative and tags of the click (``click_conversions``) or impression
+(``view_conversions``) they were attributed to. ``cvr_click`` is click conversions per
+click, ``cvr_imp`` all conversions per impression, each with its Wilson interval; ``cpa_usd``
+spend per conversion; ``roas`` conversion value per unit of spend.
 """
 
 from __future__ import annotations
@@ -56,6 +62,33 @@ class Row:
     invalid_clicks: int = 0
     spend_micros: int = 0
     name: str = field(default="")
+    click_conversions: int = 0  # issue 12
+    view_conversions: int = 0
+    conversion_value_micros: int = 0
+
+    @property
+    def conversions(self) -> int:
+        return self.click_conversions + self.view_conversions
+
+    @property
+    def cvr_click(self) -> float:
+        """Conversions credited to clicks, per click."""
+        return self.click_conversions / self.clicks if self.clicks else 0.0
+
+    @property
+    def cvr_imp(self) -> float:
+        """Every conversion, per impression."""
+        return self.conversions / self.impressions if self.impressions else 0.0
+
+    @property
+    def cpa(self) -> float:
+        """USD spent per conversion."""
+        return self.spend_micros / self.conversions / 1_000_000 if self.conversions else 0.0
+
+    @property
+    def roas(self) -> float:
+        """Conversion value per unit of spend."""
+        return self.conversion_value_micros / self.spend_micros if self.spend_micros else 0.0
 
     @property
     def ctr(self) -> float:
@@ -78,6 +111,8 @@ class Row:
     def add(self, metric: str, value: int) -> None:
         if metric == "spend":
             self.spend_micros += value
+        elif metric == "conversion_value":
+            self.conversion_value_micros += value
         elif metric in _COUNTED:
             setattr(self, metric, getattr(self, metric) + value)
 
@@ -85,9 +120,13 @@ class Row:
         for metric in _COUNTED:
             setattr(self, metric, getattr(self, metric) + getattr(other, metric))
         self.spend_micros += other.spend_micros
+        self.conversion_value_micros += other.conversion_value_micros
 
 
-_COUNTED = ("bids", "wins", "losses", "impressions", "clicks", "invalid_clicks")
+_COUNTED = (
+    "bids", "wins", "losses", "impressions", "clicks", "invalid_clicks",
+    "click_conversions", "view_conversions",
+)  # fmt: skip
 
 
 def _key(by: Sequence[str], campaign: str, creative: str, hour: str, tag: str) -> tuple[str, ...]:
@@ -204,8 +243,29 @@ def records(
             ecpm_usd=round(row.ecpm, 4),
             ecpc_usd=round(row.ecpc, 4),
         )
+        record.update(conversion_figures(row))
         found.append(record)
     return found
+
+
+def conversion_figures(row: Row) -> dict[str, object]:
+    """issue 12: a row's conversion figures, appended after the CTR report's."""
+    click_low, click_high = wilson(row.click_conversions, row.clicks)
+    imp_low, imp_high = wilson(row.conversions, row.impressions)
+    return {
+        "conversions": row.conversions,
+        "click_conversions": row.click_conversions,
+        "view_conversions": row.view_conversions,
+        "conversion_value_usd": round(row.conversion_value_micros / 1_000_000, 6),
+        "cvr_click": round(row.cvr_click, 6),
+        "cvr_click_low": round(click_low, 6),
+        "cvr_click_high": round(click_high, 6),
+        "cvr_imp": round(row.cvr_imp, 6),
+        "cvr_imp_low": round(imp_low, 6),
+        "cvr_imp_high": round(imp_high, 6),
+        "cpa_usd": round(row.cpa, 4),
+        "roas": round(row.roas, 4),
+    }
 
 
 def total(rows: Sequence[Row], width: int) -> Row:
@@ -238,7 +298,7 @@ def format_report(
 
 
 def _cell(name: str, value: object) -> str:
-    if name.startswith("ctr") and isinstance(value, float):
+    if name.startswith(("ctr", "cvr")) and isinstance(value, float):
         return f"{value:.3%}"
     if isinstance(value, float):
         return f"{value:,.4f}"

@@ -1,5 +1,8 @@
 """``GET /win``, ``/loss``, ``/imp`` and ``/click``: verify the link, record once, answer.
 
+issue 12: the click redirect appends a signed click id (``dsp_click=``) to the landing URL,
+and ``/conv`` (``conversion``) takes the advertiser's postback of it.
+
 ``/win`` is both the win notice (nurl) and, marked ``n=burl``, the billing notice (burl).
 The campaign's billing mode, signed into the link, says which of the two charges: a
 ``nurl`` campaign is charged by whichever comes first (they count as one notice), a
@@ -18,6 +21,8 @@ from dsp.budget.keeper import BudgetKeeper
 from dsp.campaigns.live import LiveCampaigns
 from dsp.campaigns.model import Billing
 from dsp.campaigns.schedule import cap_field, cap_ttl_s
+from dsp.conversions.click_ids import ClickIds, with_click_id
+from dsp.conversions.handlers import Conversions
 from dsp.errors import BadNotice
 from dsp.events.bid_log import EventBuffer
 from dsp.events.traffic import BotFilter
@@ -50,6 +55,13 @@ class Tracking:
     budget: BudgetKeeper
     events: EventBuffer | None = None  # loss events go here: batched, no Redis call each
     bots: BotFilter = field(default_factory=BotFilter)
+    conversions: Conversions | None = None  # issue 12: made from the ledger's Redis if None
+
+    def __post_init__(self) -> None:
+        if self.conversions is None:
+            self.conversions = Conversions(
+                self.settings, self.ledger.redis, ClickIds(self.signer), self.live, self.metrics
+            )
 
     async def win(self, request: web.Request) -> web.Response:
         """The win notice (nurl) or billing notice (burl): charges once per auction and imp.
@@ -100,7 +112,9 @@ class Tracking:
 
     async def impression(self, request: web.Request) -> web.Response:
         notice = self.signer.verify(request.query, "imp")
-        recorded = await self.ledger.record("imp", notice, cap=self._cap(notice))
+        recorded = await self.ledger.record(
+            "imp", notice, cap=self._cap(notice), touch_ttl_s=self.settings.conversion_touch_ttl_s
+        )
         self.metrics.count("impressions" if recorded.counted else "duplicate_impressions")
         return web.Response(body=PIXEL, content_type="image/gif", headers=_NO_CACHE)
 
@@ -118,12 +132,23 @@ class Tracking:
             raise web.HTTPNotFound(text="unknown campaign or creative")
         bot = self.bots.is_bot(request.headers.get("User-Agent"))
         recorded = await self.ledger.record(
-            "click", notice, ttl_s=self.settings.click_window_s, bot=bot
-        )
+            "click", notice, ttl_s=self.settings.click_window_s, bot=bot,
+            touch_ttl_s=self.settings.conversion_touch_ttl_s,
+        )  # fmt: skip
         if not recorded.counted:
             self.metrics.count("duplicate_clicks")
         elif recorded.invalid:
             self.metrics.count(f"invalid_clicks_{recorded.invalid}")
         else:
             self.metrics.count("clicks")
-        raise web.HTTPFound(creative.landing_url, headers=_NO_CACHE)
+        landing = creative.landing_url
+        if not recorded.invalid and self.conversions is not None:
+            # issue 12: the landing page passes the signed click id back on conversion
+            click_id = self.conversions.click_ids.mint(notice, int(time.time() * 1000))
+            landing = with_click_id(landing, click_id)
+        raise web.HTTPFound(landing, headers=_NO_CACHE)
+
+    async def conversion(self, request: web.Request) -> web.Response:
+        """issue 12: ``GET /conv`` and ``POST /conv``: see ``dsp.conversions.handlers``."""
+        assert self.conversions is not None
+        return await self.conversions.handle(request)

@@ -36,11 +36,13 @@ EventKind = Literal["win", "bill", "imp", "click"]
 
 # KEYS: 1 seen, 2 stats, 3 events, 4 spent total, 5 spent on the budget day, 6 frequency
 #       counters, 7 leases, 8 the lease's settlements, 9 overdelivery of the budget day,
-#       10 the impression's seen key (clicks), 11 the device's clicks in this window
+#       10 the impression's seen key (clicks), 11 the device's clicks in this window,
+#       12 the device's touches (issue 12)
 # ARGV: 1 seen ttl, 2 stats prefix, 3 kind, 4 amount, 5 stream maxlen, 6 cap field, 7 cap ttl,
 #       8 lease ('' = not a money notice), 9 settlement ('' = none), 10 settlements ttl,
 #       11 late ('1' or ''), 12 event JSON without type, price and closing brace,
-#       13 bot ('1' or ''), 14 clicks allowed per window ('' = no device), 15 window ttl
+#       13 bot ('1' or ''), 14 clicks allowed per window ('' = no device), 15 window ttl,
+#       16 issue 12: ttl of the device's touches ('' = keep none), 17 the campaign
 _RECORD_LUA = """
 local function int(n) return string.format('%d', n) end
 local lease = ARGV[8]
@@ -101,6 +103,10 @@ end
 local event = '{"type":"' .. kind .. '",' .. ARGV[12] .. ',"price":' .. int(charged)
 if reason ~= '' then event = event .. ',"reason":"' .. reason .. '"' end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'e', event .. '}')
+if ARGV[16] ~= '' and reason == '' and (kind == 'imp' or kind == 'click') then
+  redis.call('HSET', KEYS[12], ARGV[17] .. '|' .. kind, '{' .. ARGV[12] .. '}')
+  redis.call('EXPIRE', KEYS[12], ARGV[16])
+end
 return {1, charged, reason}
 """
 
@@ -169,6 +175,10 @@ class Ledger:
         self._maxlen = stream_maxlen
         self._settlements_ttl_s = settlements_ttl_s
 
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
     async def warm_up(self) -> None:
         await self._redis.script_load(_RECORD_LUA)
         await self._redis.script_load(_LOSS_LUA)
@@ -185,11 +195,14 @@ class Ledger:
         settles: bool = False,
         late: bool = False,
         bot: bool = False,
+        touch_ttl_s: int = 0,
     ) -> Recorded:
         """Count a notice once per auction and imp (and charge ``amount_micros`` if a win).
 
         Win and billing notices must name a lease that was granted (``UnknownAuction``
         otherwise); ``settles`` tells the lease's owner that the bid's reservation is over.
+        issue 12: with ``touch_ttl_s``, a counted impression or valid click of a known device
+        is kept as the device's last touch of the campaign (view-through attribution).
         """
         now = time.time() if now is None else now
         hour = time.strftime("%Y%m%d%H", time.gmtime(now))
@@ -218,6 +231,7 @@ class Ledger:
                 keys.campaign_overdelivery(campaign, notice.day),
                 keys.notice_seen("imp", campaign, notice.auction_id, notice.imp_id),
                 keys.device_clicks(device, window),
+                keys.device_touches(device),
             ],
             args=[
                 ttl_s or self._ttl_s, f"{hour}|{notice.creative_id}|", kind, amount_micros,
@@ -226,6 +240,7 @@ class Ledger:
                 settlement(notice) if settles else "", self._settlements_ttl_s,
                 "1" if late else "", orjson.dumps(event)[1:-1], "1" if bot else "",
                 self._click_rate_max if rate_rule else "", self._click_window_s,
+                touch_ttl_s if touch_ttl_s and notice.device else "", campaign,
             ],
         )  # fmt: skip
         status, charged, reason = int(reply[0]), int(reply[1]), reply[2]

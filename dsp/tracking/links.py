@@ -130,6 +130,16 @@ class LinkSigner:
             click=f"{self._base}/click?{query}",
         )
 
+    def sign(self, values: Sequence[str]) -> tuple[str, str]:
+        """issue 12: (key id, signature) of other signed values (click ids), newest key."""
+        return self._key_id, self._signature(self._key, (*values, self._key_id))
+
+    def check(self, values: Sequence[str], key_id: str, signature: str) -> bool:
+        """issue 12: whether ``signature`` signs ``values`` under a key still configured."""
+        key = self._keys.get(key_id)
+        expected = "" if key is None else self._signature(key, (*values, key_id))
+        return key is not None and hmac.compare_digest(signature, expected)
+
     def verify(self, params: Mapping[str, str], path: str) -> Notice:
         """The notice a link's query describes; ``BadSignature`` if anything was changed or
         its key is no longer configured."""

@@ -110,7 +110,9 @@ async def test_click_redirects_once_counted_and_a_tampered_click_is_refused(
     for _ in range(2):
         response = await dsp_client.get(click, allow_redirects=False)
         assert response.status == 302
-        assert response.headers["Location"] == "https://brand.example.com/landing?c=cr1"
+        # issue 12: the landing URL keeps its query and gains the signed click id
+        location = response.headers["Location"]
+        assert location.startswith("https://brand.example.com/landing?c=cr1&dsp_click=")
     assert await counters(redis, "click") == [1]
 
 

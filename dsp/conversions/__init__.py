@@ -1,0 +1,1 @@
+"""issue 12: conversions: signed click ids, the ``/conv`` postback, attribution."""
