@@ -56,6 +56,7 @@ from tqdm import tqdm
 from dmp import ingest_pool
 from dmp.audience_build import bump_version
 from dmp.errors import IngestError
+from dmp.ingest_commands import bucket_names
 from dmp.ingest_csv_columns import Header, plain_block
 from dmp.ingest_format import (
     FORMATS,
@@ -85,7 +86,7 @@ _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": 
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_BYTES = 8 << 20
 # Bytes a worker's range spans per line of ``batch_size``: about a CSV line of 24 tags.
-_RANGE_LINE_BYTES = 512
+_RANGE_LINE_BYTES = 1536
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +407,8 @@ def _pool(settings: Settings, redis: Redis, workers: int) -> ProcessPoolExecutor
     # may not guard its top level) and its imports cost a few tenths of a second. Workers
     # use nothing of the parent's but the settings: their Redis client is their own.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "fork":
+        bucket_names()  # built once here, inherited by every worker
     options = ingest_pool.redis_options(redis.connection_pool.connection_kwargs)
     return ProcessPoolExecutor(
         max_workers=workers,

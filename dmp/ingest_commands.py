@@ -9,6 +9,8 @@ formatting each command in Python. The bytes are those ``ingest_worker.device_co
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -24,12 +26,20 @@ def _const(data: bytes, rows: int) -> Bytes2D:
     return np.broadcast_to(np.frombuffer(data, dtype=np.uint8), (rows, len(data)))
 
 
+@functools.cache
+def bucket_names() -> tuple[bytes, ...]:
+    """The bucket name of every two-byte digest head, made once by ``keys``. Called by the
+    loader before it forks its workers, so they inherit the table instead of each spending
+    a twentieth of a second on it."""
+    heads = [bytes((a, b)) + bytes(_DIGEST - 2) for a in range(256) for b in range(256)]
+    return tuple(keys.profile_bucket(head) for head in heads)
+
+
 class BulkCommands:
-    """Per process: the bucket name of every two-byte digest head, made once by ``keys``."""
+    """Per process: commands assembled from the bucket-name table (``bucket_names``)."""
 
     def __init__(self) -> None:
-        heads = [bytes((a, b)) + bytes(_DIGEST - 2) for a in range(256) for b in range(256)]
-        names = [keys.profile_bucket(head) for head in heads]
+        names = bucket_names()
         self.bucket_size = len(names[0])
         self.usable = all(len(name) == self.bucket_size for name in names)
         self._buckets = np.frombuffer(b"".join(names), dtype=np.uint8).reshape(
