@@ -35,6 +35,14 @@ bench: $(STAMP)
 	command -v wrk >/dev/null || $(APT_INSTALL) wrk || ($(SUDO) apt-get update && $(APT_INSTALL) wrk) || echo "wrk not installed: built-in load generator"
 	$(BIN)/python -m bench $(if $(BENCH),--only $(BENCH),)
 
+# Locust against a freshly seeded bidder on an embedded Redis, bounded in time (20 s by
+# default); prints requests/s, p50/p95/p99 and failures per scenario. LOADTEST="--workers 2"
+# runs locust distributed (a master and 2 workers); `python -m loadtests.run --help` for more.
+LOADTEST ?=
+.PHONY: loadtest
+loadtest: $(STAMP)
+	$(BIN)/python -m loadtests.run $(LOADTEST)
+
 # The long fuzz run of the bid endpoint (FUZZ_REQUESTS, default 100,000); a short one is in `test`.
 fuzz: $(STAMP)
 	$(BIN)/python -m bench.fuzz $(if $(FUZZ_REQUESTS),--requests $(FUZZ_REQUESTS),)
