@@ -93,30 +93,30 @@ def run_bare(port: int) -> None:
     )
 
 
-def listeners(port: int) -> int:
-    """Sockets listening on the loopback ``port`` (one per worker with SO_REUSEPORT)."""
+def _listening_sockets(port: int) -> list[str] | None:
+    """Inodes of the sockets listening on the loopback ``port``; None without ``/proc``."""
     table = Path("/proc/net/tcp")
     if not table.exists():
-        return -1
+        return None
     wanted = f":{port:04X}"
-    count = 0
-    for line in table.read_text().splitlines()[1:]:
-        fields = line.split()
-        count += fields[1].endswith(wanted) and fields[3] == _LISTEN
-    return count
+    return [
+        fields[9]
+        for fields in (line.split() for line in table.read_text().splitlines()[1:])
+        if fields[1].endswith(wanted) and fields[3] == _LISTEN
+    ]
+
+
+def listeners(port: int) -> int:
+    """Sockets listening on the loopback ``port`` (one per worker with SO_REUSEPORT)."""
+    sockets = _listening_sockets(port)
+    return -1 if sockets is None else len(sockets)
 
 
 def listening_pids(port: int) -> list[int]:
     """Processes holding a socket that listens on ``port`` (Linux ``/proc``; [] elsewhere)."""
-    table = Path("/proc/net/tcp")
-    if not table.exists():
+    inodes = {f"socket:[{inode}]" for inode in _listening_sockets(port) or ()}
+    if not inodes:
         return []
-    wanted = f":{port:04X}"
-    inodes = {
-        f"socket:[{fields[9]}]"
-        for fields in (line.split() for line in table.read_text().splitlines()[1:])
-        if fields[1].endswith(wanted) and fields[3] == _LISTEN
-    }
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():

@@ -14,18 +14,14 @@ import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from infra.redis_pipe import command
+
+__all__ = ["RespConnection", "command"]
+
 _READ_SIZE = 1 << 16
 # Reply type marks other than the integer's ':' (a negative integer's '-' is taken as an error
 # mark too, which only sends it the parsing way).
 _NOT_INTEGER = (b"-", b"+", b"$", b"*")
-
-
-def command(*args: bytes) -> bytes:
-    """One command in RESP (arguments are bytes already)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(parts)
 
 
 class RespConnection:

@@ -32,7 +32,7 @@ Callback = Callable[[Reply], None]
 _RECONNECT_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-def pack(*args: bytes) -> bytes:
+def command(*args: bytes) -> bytes:
     """One command in RESP (arguments are bytes already)."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -66,9 +66,9 @@ class Address:
         commands = []
         if self.password:
             user = (self.username.encode(),) if self.username else ()
-            commands.append(pack(b"AUTH", *user, self.password.encode()))
+            commands.append(command(b"AUTH", *user, self.password.encode()))
         if self.db:
-            commands.append(pack(b"SELECT", str(self.db).encode()))
+            commands.append(command(b"SELECT", str(self.db).encode()))
         return commands
 
 
@@ -126,12 +126,12 @@ class RedisPipe:
         address = self._address
         async with asyncio.timeout(self._timeout_s):
             _, wire = await loop.create_connection(lambda: _Wire(self), address.host, address.port)
-        setup = [*address.setup(), pack(b"CLIENT", b"SETNAME", self.name.encode())]
+        setup = [*address.setup(), command(b"CLIENT", b"SETNAME", self.name.encode())]
         setup += self._on_connect
         self._wire = wire
         self._failures = 0
-        for command in setup:
-            self.call(command, _expect_ok)
+        for first in setup:
+            self.call(first, _expect_ok)
 
     def call(self, command: bytes, callback: Callback) -> bool:
         """Queue ``command``; ``callback`` gets its reply, or a ``ConnectionError`` if the

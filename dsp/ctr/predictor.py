@@ -20,13 +20,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dmp.errors import DmpError
-from dmp.tag_expression import parse, referenced_tags
 from dmp.taxonomy import Taxonomy
 from dsp.bidder.openrtb import BidRequest, Imp
 from dsp.campaigns.index import Line
 from dsp.ctr import features as f
 from dsp.ctr.model import CtrModel, ModelFileError
+from dsp.events.tags import TagMatcher
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +94,7 @@ class CtrPredictor:
 
     def __init__(self, path: Path, taxonomy: Taxonomy) -> None:
         self.path = path
-        self._taxonomy = taxonomy
-        self._referenced: dict[str, frozenset[int]] = {}
+        self._tags = TagMatcher(taxonomy)  # the tags a line's expression looks at
         # One attribute swapped whole: a reader sees the old state or the new, never half.
         self._state = _State(None, None)
         self.loads = 0
@@ -124,19 +122,6 @@ class CtrPredictor:
         log.info("ctr model loaded", extra={"path": str(self.path), "rows": model.meta.get("rows")})
         return True
 
-    def _tags_of(self, expression: str | None) -> frozenset[int]:
-        if not expression:
-            return frozenset()
-        found = self._referenced.get(expression)
-        if found is None:
-            try:
-                found = referenced_tags(parse(expression), self._taxonomy)
-            except DmpError:
-                found = frozenset()
-            if len(self._referenced) < MAX_CACHED:
-                self._referenced[expression] = found
-        return found
-
     def scorer(self, line: Line) -> LineScorer | None:
         state = self._state
         if state.model is None:
@@ -145,7 +130,7 @@ class CtrPredictor:
         key = (line.campaign.id, line.creative.id, expression)
         scorer = state.scorers.get(key)
         if scorer is None:
-            scorer = LineScorer(state.model, line.creative.id, self._tags_of(expression))
+            scorer = LineScorer(state.model, line.creative.id, self._tags.referenced(expression))
             if len(state.scorers) >= MAX_CACHED:
                 state.scorers.clear()
             state.scorers[key] = scorer
