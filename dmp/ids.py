@@ -14,11 +14,13 @@ Canonical raw text:
     MAC   uppercase with colons, AA:BB:CC:DD:EE:FF
 """
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from dmp.errors import InvalidDeviceId
 
@@ -37,8 +39,23 @@ class IdForm(StrEnum):
     SHA1 = "sha1"
 
 
+def _builtin_md5() -> Callable[[bytes], Any]:
+    # CPython's own MD5 is twice as fast as OpenSSL 3's on an ID's few bytes (0.18 against
+    # 0.40 µs here: OpenSSL sets up a context per object), which a bulk load pays per device.
+    # SHA1 is not: OpenSSL's is the faster one there. Builds without the module use hashlib.
+    try:
+        from _md5 import md5  # type: ignore[import-not-found]
+    except ImportError:
+        return functools.partial(hashlib.md5, usedforsecurity=False)
+    return md5  # type: ignore[no-any-return]
+
+
+md5_of = _builtin_md5()
+"""MD5 of some bytes, the fastest way this Python has for short inputs (``.digest()`` it)."""
+
+
 def _md5(text: str) -> bytes:
-    return hashlib.md5(text.encode(), usedforsecurity=False).digest()
+    return md5_of(text.encode()).digest()  # type: ignore[no-any-return]
 
 
 def _sha1(text: str) -> bytes:

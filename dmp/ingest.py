@@ -56,7 +56,7 @@ from tqdm import tqdm
 from dmp import ingest_pool
 from dmp.audience_build import bump_version
 from dmp.errors import IngestError
-from dmp.ingest_commands import bucket_names
+from dmp.ingest_commands import bulk_commands
 from dmp.ingest_csv_columns import Header, plain_block
 from dmp.ingest_format import (
     FORMATS,
@@ -408,7 +408,7 @@ def _pool(settings: Settings, redis: Redis, workers: int) -> ProcessPoolExecutor
     # use nothing of the parent's but the settings: their Redis client is their own.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     if method == "fork":
-        bucket_names()  # built once here, inherited by every worker
+        bulk_commands()  # built once here, inherited by every worker
     options = ingest_pool.redis_options(redis.connection_pool.connection_kwargs)
     return ProcessPoolExecutor(
         max_workers=workers,

@@ -24,7 +24,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.json as pa_json  # type: ignore[import-untyped]
 
 from dmp.errors import IngestError, InvalidDeviceId
-from dmp.ids import parse_device_id
+from dmp.ids import md5_of, parse_device_id
 from dmp.ingest_format import (
     MAX_PRICE_TIER,
     MAX_TTL_DAYS,
@@ -81,8 +81,34 @@ class Columns:
 
     digests: list[tuple[bytes, ...]]
     sections: list[bytes]
-    fields: list[SnapshotFields]
+    snapshots: list[SnapshotFields]  # distinct: a block has a few hundred among thousands
+    snapshot_of: list[int]  # each device's index in ``snapshots``
     others: list[int]  # 0-based indexes of lines left to the per-line parser
+
+
+@dataclass(frozen=True, slots=True)
+class Coded:
+    """A text column as its distinct values and each row's index among them."""
+
+    values: list[str | None]
+    codes: Ints
+
+    @classmethod
+    def absent(cls, rows: int) -> Coded:
+        return cls([None], np.zeros(rows, dtype=np.int64))
+
+
+def distinct_rows(columns: list[Ints]) -> tuple[Ints, Ints]:
+    """For rows given as equally long columns of small non-negative codes: the first row of
+    each distinct combination, and each row's combination (an index into the first)."""
+    key = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    for codes in columns:
+        size = int(codes.max()) + 1 if len(codes) else 1
+        if int(key.max(initial=0)) >= (1 << 62) // size:  # keep the mixed radix in int64
+            key = np.unique(key, return_inverse=True)[1].astype(np.int64)
+        key = key * size + codes
+    _, first, which = np.unique(key, return_index=True, return_inverse=True)
+    return first.astype(np.int64), which.astype(np.int64).reshape(-1)
 
 
 def _line_bounds(data: bytes) -> tuple[Ints, Ints] | None:
@@ -208,7 +234,9 @@ class ColumnReader:
         if columns is None:
             return None
         others = sorted(unread + lines[columns.others].tolist())
-        return Columns(columns.digests, columns.sections, columns.fields, others)
+        return Columns(
+            columns.digests, columns.sections, columns.snapshots, columns.snapshot_of, others
+        )
 
     def _parts(self, data: bytes, starts: Ints, ends: Ints) -> _Parts:
         """The block read whole with either kind of tags, else in pieces with the kind that
@@ -225,8 +253,8 @@ class ColumnReader:
         self._misses = 0 if read else self._misses + 1
         return parts
 
-    def _texts(self, column: pa.ChunkedArray, name: str, ok: _Mask) -> list[str | None]:
-        """Each row's value, normalised as the per-line parser does; ``ok`` cleared where bad."""
+    def _texts(self, column: pa.ChunkedArray, name: str, ok: _Mask) -> Coded:
+        """The column normalised as the per-line parser does; ``ok`` cleared where bad."""
         encoded = pc.dictionary_encode(column).combine_chunks()
         normal = TEXT_FIELDS[name]
         values: list[str | None] = []
@@ -241,7 +269,7 @@ class ColumnReader:
         values.append(None)
         if bad:
             ok &= ~np.isin(codes, bad)
-        return [values[code] for code in codes.tolist()]
+        return Coded(values, codes)
 
     def _entries(self, column: pa.ChunkedArray, row_ttl: Ints, ok: _Mask) -> Entries:
         tags = column.combine_chunks()
@@ -286,13 +314,10 @@ class ColumnReader:
         rows = np.flatnonzero(plain)
         # DeviceId.exchange_digests of UUIDs already in canonical form: 36 ASCII bytes each.
         data = _joined(pc.take(values, pa.array(rows)))
-        md5, sha1 = hashlib.md5, hashlib.sha1
-        pairs = [
-            (md5(raw).digest()[:8], sha1(raw).digest()[:8])
-            for raw in (data[at : at + _UUID_SIZE] for at in range(0, len(data), _UUID_SIZE))
-        ]
-        for row, pair in zip(rows.tolist(), pairs, strict=True):
-            found[row] = pair
+        md5, sha1 = md5_of, hashlib.sha1
+        for row, at in zip(rows.tolist(), range(0, len(data), _UUID_SIZE), strict=True):
+            raw = data[at : at + _UUID_SIZE]
+            found[row] = (md5(raw).digest()[:8], sha1(raw).digest()[:8])
         rows = np.flatnonzero(ok & ~plain)
         chosen = pa.array(rows)
         for row, id_type, value in zip(
@@ -302,13 +327,14 @@ class ColumnReader:
             strict=True,
         ):
             if id_type is None or value is None:
+                ok[row] = False
                 continue
             try:
                 device = parse_device_id(id_type, value)
             except InvalidDeviceId:
+                ok[row] = False
                 continue
             found[row] = device.digests() if every else device.exchange_digests()
-        ok &= np.array([d is not None for d in found], dtype=bool)
         return found
 
     def _header(self, days: tuple[int, ...]) -> str:
@@ -322,7 +348,7 @@ class ColumnReader:
         ok: _Mask,
         digests: list[tuple[bytes, ...] | None],
         entries: Entries,
-        texts: list[list[str | None]],
+        texts: list[Coded],
         tier: Ints,
     ) -> Columns | None:
         rows = np.flatnonzero(ok)
@@ -338,21 +364,19 @@ class ColumnReader:
         sections = encode_sections(fast, len(rows), header_of)
         if sections is None:
             return None
-        os_, model, country, region, city = texts
-        tiers: list[int | None] = [None if t < 0 else t for t in tier.tolist()]
-        chosen = rows.tolist()
-        if len(chosen) < len(ok):
-            os_, model, country, region, city = (
-                [column[row] for row in chosen] for column in texts
-            )
-            tiers = [tiers[row] for row in chosen]
-            found = [digests[row] for row in chosen]
-        else:
-            found = digests
-        fields: list[SnapshotFields] = list(
+        # Snapshots by their columns' codes: tuples made and looked up once per distinct one.
+        codes = [text.codes[rows] for text in texts]
+        first, which = distinct_rows([*codes, tier[rows] + 1])
+        os_, model, country, region, city = (
+            [text.values[code] for code in column[first].tolist()]
+            for text, column in zip(texts, codes, strict=True)
+        )
+        tiers: list[int | None] = [None if t < 0 else t for t in tier[rows][first].tolist()]
+        snapshots: list[SnapshotFields] = list(
             zip(os_, model, tiers, country, region, city, strict=True)
         )
+        found = digests if len(rows) == len(ok) else [digests[row] for row in rows.tolist()]
         kept = [d for d in found if d is not None]
-        assert len(kept) == len(fields)
+        assert len(kept) == len(rows)
         others = np.flatnonzero(~ok).tolist()
-        return Columns(kept, sections, fields, others)
+        return Columns(kept, sections, snapshots, which.tolist(), others)

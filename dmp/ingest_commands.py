@@ -28,15 +28,21 @@ def _const(data: bytes, rows: int) -> Bytes2D:
 
 @functools.cache
 def bucket_names() -> tuple[bytes, ...]:
-    """The bucket name of every two-byte digest head, made once by ``keys``. Called by the
-    loader before it forks its workers, so they inherit the table instead of each spending
-    a twentieth of a second on it."""
+    """The bucket name of every two-byte digest head, made once by ``keys`` (a twentieth of
+    a second: ``bulk_commands`` is made before the workers fork)."""
     heads = [bytes((a, b)) + bytes(_DIGEST - 2) for a in range(256) for b in range(256)]
     return tuple(keys.profile_bucket(head) for head in heads)
 
 
+@functools.cache
+def bulk_commands() -> BulkCommands:
+    """The process's ``BulkCommands``; made by the loader before it forks its workers, as
+    ``bucket_names`` is (checking and copying that table costs a worker some 25 ms)."""
+    return BulkCommands()
+
+
 class BulkCommands:
-    """Per process: commands assembled from the bucket-name table (``bucket_names``)."""
+    """Commands assembled from the bucket-name table (``bucket_names``)."""
 
     def __init__(self) -> None:
         names = bucket_names()

@@ -25,7 +25,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
 
 from dmp.errors import IngestError
-from dmp.ingest_columns import ColumnReader, Columns
+from dmp.ingest_columns import Coded, ColumnReader, Columns
 from dmp.ingest_format import MAX_PRICE_TIER, MAX_TTL_DAYS, TEXT_FIELDS, TagTable
 from dmp.ingest_tags import MAX_TAGS, Entries, Ints
 from dmp.taxonomy import MAX_SCORE
@@ -160,7 +160,9 @@ class CsvColumnReader(ColumnReader):
         if columns is None:
             return None
         others = sorted(np.flatnonzero(~good).tolist() + lines[columns.others].tolist())
-        return Columns(columns.digests, columns.sections, columns.fields, others)
+        return Columns(
+            columns.digests, columns.sections, columns.snapshots, columns.snapshot_of, others
+        )
 
     def _table_of(self, data: bytes, header: Header, where: dict[str, int]) -> pa.Table | None:
         names = [f"c{index}" for index in range(len(header))]
@@ -216,12 +218,10 @@ class CsvColumnReader(ColumnReader):
             return values[codes]
         return np.full(table.num_rows, -1, dtype=np.int64)
 
-    def _cells(
-        self, table: pa.Table, where: dict[str, int], name: str, ok: _Mask
-    ) -> list[str | None]:
+    def _cells(self, table: pa.Table, where: dict[str, int], name: str, ok: _Mask) -> Coded:
         """A text column normalised as the per-line parser does; ``ok`` cleared where bad."""
         if name not in where:
-            return [None] * table.num_rows
+            return Coded.absent(table.num_rows)
         cells, codes = _distinct(table.column(name))
         normal: Callable[[object], str | None] = TEXT_FIELDS[name]
         values: list[str | None] = []
@@ -235,7 +235,7 @@ class CsvColumnReader(ColumnReader):
                 bad.append(index)
         if bad:
             ok &= ~np.isin(codes, bad)
-        return [values[code] for code in codes.tolist()]
+        return Coded(values, codes)
 
     def _item(self, item: str) -> tuple[int, int, int, int, int]:
         """A tags cell's item as ``_csv_tags`` and the validator read it: (kept, valid, tag

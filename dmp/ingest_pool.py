@@ -17,6 +17,7 @@ from dmp.ingest_ranges import BOM, ByteRange, read_path_range
 from dmp.ingest_worker import ChunkParser, ChunkResult, Settings
 from dmp.profile_refs import INTERN_LUA
 from infra import keys
+from infra.malloc import retain_freed_memory
 
 _state: dict[str, Any] = {}
 
@@ -35,6 +36,8 @@ def start(settings: Settings, options: dict[str, Any]) -> None:
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
     gc.set_threshold(50_000, 50, 100)
+    # Blocks allocate and drop tens of megabytes of arrays: reuse the pages (infra.malloc).
+    retain_freed_memory()
     path = options.pop("path", None)
     client = redis.Redis(unix_socket_path=path, **options) if path else redis.Redis(**options)
     script = client.register_script(INTERN_LUA)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from dmp.ingest_columns import ColumnReader, Columns
-from dmp.ingest_commands import MAX_BLOB, BulkCommands
+from dmp.ingest_commands import MAX_BLOB, BulkCommands, bulk_commands
 from dmp.ingest_csv_columns import CsvColumnReader, Header
 from dmp.ingest_format import (
     Chunk,
@@ -160,7 +160,7 @@ class Prepared:
     def snapshots(self) -> Iterable[SnapshotFields]:
         yield from (fields for _, _, fields in self.devices.values())
         if self.columns is not None:
-            yield from self.columns.fields
+            yield from self.columns.snapshots
 
 
 class ChunkParser:
@@ -176,7 +176,7 @@ class ChunkParser:
         self._columns = ColumnReader(self._table)
         self._csv = CsvColumnReader(self._table)
         self._buckets: dict[bytes, bytes] = {}
-        self._bulk: BulkCommands | None = None  # made on first use: a worker's, not the loader's
+        self._bulk: BulkCommands | None = None  # on first use (the loader makes it before forking)
 
     @property
     def table(self) -> TagTable:
@@ -292,11 +292,12 @@ class ChunkParser:
         parts: list[bytes] = [result.commands]
         refs = self._refs
         if self._bulk is None:
-            self._bulk = BulkCommands()
+            self._bulk = bulk_commands()
         every = columns.digests
+        heads = [refs[fields] for fields in columns.snapshots]
         blobs = [
-            refs[fields] + section
-            for fields, section in zip(columns.fields, columns.sections, strict=True)
+            heads[index] + section
+            for index, section in zip(columns.snapshot_of, columns.sections, strict=True)
         ]
         if (
             self._bulk.usable
@@ -315,15 +316,16 @@ class ChunkParser:
     def _finish_mixed(
         self, result: ChunkResult, columns: Columns, parts: list[bytes]
     ) -> ChunkResult:
-        refs, cache = self._refs, self._buckets
+        cache = self._buckets
+        heads = [self._refs[fields] for fields in columns.snapshots]
         primaries: list[bytes] = []
         aliases: list[bytes] = []
         blobs: list[bytes] = []
         replies = 0
-        for digests, section, fields in zip(
-            columns.digests, columns.sections, columns.fields, strict=True
+        for digests, section, index in zip(
+            columns.digests, columns.sections, columns.snapshot_of, strict=True
         ):
-            blob = refs[fields] + section
+            blob = heads[index] + section
             if len(digests) == 2 and digests[0] != digests[1] and len(blob) <= MAX_BLOB:
                 primaries.append(digests[0])
                 aliases.append(digests[1])
@@ -333,7 +335,7 @@ class ChunkParser:
             parts.append(commands)
             replies += count
         if self._bulk is None:
-            self._bulk = BulkCommands()
+            self._bulk = bulk_commands()
         if self._bulk.usable:
             parts.append(self._bulk.build(b"".join(primaries), b"".join(aliases), blobs))
         else:
