@@ -29,6 +29,13 @@ $(CHROMIUM):
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
+# The Redis Cluster tests alone (marker `cluster`, tests/cluster): a real 3-master, 3-replica
+# cluster on loopback ports, a master killed under load included. `make test` runs them too
+# (about 20 s), so CI needs no separate step.
+.PHONY: test-cluster
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster
+
 # The bid group loads both servers with wrk (Debian's package) when it can be installed;
 # without it, with the built-in generator (its ceiling is measured and printed).
 bench: $(STAMP)

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from aiohttp import web
-from redis.asyncio import Redis
 
 from dmp.app_keys import AUDIENCES, REDIS, SETTINGS, TAXONOMY
 from dmp.audience_api import add_routes
@@ -30,6 +29,7 @@ from dmp.profile_store import ProfileStore
 from dmp.scene_codec import decode_scenes
 from dmp.scenes import SceneConsumer, SceneLibrary, SceneWriter, publish, publish_many
 from dmp.taxonomy import Taxonomy
+from infra.redis_client import redis_client
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     url = app[SETTINGS].redis_url
     if not url:
         raise RuntimeError("the DMP API needs settings.redis_url")
-    app[REDIS] = Redis.from_url(url, socket_connect_timeout=2)
+    app[REDIS] = redis_client(url, socket_connect_timeout=2)
     yield
     await app[REDIS].aclose()
 

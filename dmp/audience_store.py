@@ -23,6 +23,7 @@ from dmp.audience_build import bump_version
 from dmp.audience_ids import IdMatch, MatchedIds
 from dmp.errors import AudienceError, AudienceNotFound
 from infra import keys
+from infra.redis_client import queue_script
 
 KINDS = ("expression", "ids", "combination", "split")
 OPERATIONS = ("union", "intersection", "difference")
@@ -245,7 +246,7 @@ async def forget_device(redis: Redis, digest: bytes) -> int:
                 keys.audience_digests(owner, audience_id),
                 keys.audience_ids(owner, audience_id),
             ]
-            await script(keys=lists, args=[digest], client=pipe)
+            await queue_script(pipe, script, lists, [digest])  # a cluster: EVAL per slot
         removed: Iterable[object] = await pipe.execute() if pairs else []
     await bump_version(redis)
     return sum(1 for count in removed if count)

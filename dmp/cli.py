@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 import uvloop
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dmp.auth import SCOPES
@@ -22,6 +21,7 @@ from dmp.taxonomy import Taxonomy, format_table
 from infra.embedded_redis import redis_url_or_embedded
 from infra.errors import InfraError
 from infra.logs import setup_logging
+from infra.redis_client import redis_client
 from infra.settings import Settings
 from infra.tokens import create_token, revoke_token
 
@@ -153,7 +153,7 @@ def _error(message: str) -> int:
 
 
 async def _ingest(url: str, args: argparse.Namespace) -> IngestReport:
-    redis = Redis.from_url(url)
+    redis = redis_client(url)
     try:
         return await ingest_file(
             redis,
@@ -241,7 +241,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _tokens(url: str, args: argparse.Namespace) -> str:
-    redis = Redis.from_url(url)
+    redis = redis_client(url)
     try:
         if args.action == "create":
             scopes = frozenset(args.scope or SCOPES)

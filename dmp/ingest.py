@@ -56,6 +56,7 @@ from tqdm import tqdm
 from dmp import ingest_pool
 from dmp.audience_build import bump_version
 from dmp.errors import IngestError
+from dmp.ingest_cluster import cluster_connection, processes_for
 from dmp.ingest_commands import bulk_commands
 from dmp.ingest_csv_columns import Header, plain_block
 from dmp.ingest_format import (
@@ -493,7 +494,8 @@ class _Load:
 
     async def run(self, results: _Results, on_result: _OnResult) -> int:
         await self.store.load_scripts()
-        async with RespConnection(self.redis) as conn:
+        connection = cluster_connection(self.redis, self.store) or RespConnection(self.redis)
+        async with connection as conn:
             settings = self.settings
             merger = None if settings.replace else Merger(conn, self.store, settings.today)
             writer = _Writer(conn, merger)
@@ -534,7 +536,7 @@ async def ingest_file(
     started = time.perf_counter()
     settings = Settings(taxonomy, _today(now), mode == "replace", every_spelling)
     load = _Load(redis, settings)
-    processes = _workers(workers, path, file_format, settings.replace)
+    processes = processes_for(redis, _workers(workers, path, file_format, settings.replace))
     with ExitStack() as stack:
         raw = stack.enter_context(path.open("rb"))
         rejects = stack.enter_context(_RejectFile(rejects_path))

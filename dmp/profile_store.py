@@ -14,6 +14,7 @@ trip and every reader sees self-contained blobs. ``get_many`` still reports an a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from dmp import profile_refs, resp
 from dmp.profile import ProfileFormatError
 from dmp.profile_refs import EXPAND_LUA, INTERN_LUA
 from infra import keys
+from infra.redis_client import is_cluster
 
 ALIAS_MARK = b"\x00"
 
@@ -115,6 +117,24 @@ return found
 )
 
 
+# Redis Cluster: a script may only touch the keys it declares, all in one slot. One call per
+# candidate digest reads its bucket and side keys (one slot: ``{bucket}``) and returns the
+# stored value as it is (its snapshot reference expanded in Python, from a copy of the small
+# snapshot dictionary) or the primary its alias names, which lives in another slot.
+# KEYS: bucket, scene tags, frequency counters, audience memberships; ARGV: profile field,
+# alias field. Returns {value or '', primary of the alias or '', scenes, counters, members}.
+_CLUSTER_LOOKUP_LUA = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+local primary = ''
+if not value then
+  value = ''
+  primary = redis.call('HGET', KEYS[1], ARGV[2]) or ''
+end
+return {value, primary, redis.call('GET', KEYS[2]) or '', redis.call('HGETALL', KEYS[3]),
+        redis.call('SMEMBERS', KEYS[4])}
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
     """What one lookup brings back for a device, all from the same Redis slot."""
@@ -137,15 +157,29 @@ class ProfileStore:
         self._get: AsyncScript = redis.register_script(_GET_LUA)
         self._intern: AsyncScript = redis.register_script(INTERN_LUA)
         self._refs: dict[bytes, bytes] = {}  # snapshot bytes -> reference ('' : none left)
+        # On a cluster, lookups and reads go slot by slot (``ClusterLookup``).
+        self.cluster = ClusterLookup(redis) if is_cluster(redis) else None
 
     async def warm_up(self) -> None:
         """Load the lookup script now, so the first bid does not pay for it."""
+        if self.cluster is not None:
+            await self.cluster.warm_up()
+            return
         await self._redis.script_load(_LOOKUP_LUA)
 
+    def cluster_lookup(self) -> ClusterLookup:
+        """The cluster lookup (a store on a cluster client only)."""
+        if self.cluster is None:
+            raise RuntimeError("not a cluster client: lookups go through lookup_command")
+        return self.cluster
+
     async def lookup(self, digests: Sequence[bytes]) -> Found | None:
-        """Profile and scene tags of the first digest naming a known device, one round trip."""
+        """Profile and scene tags of the first digest naming a known device, one round trip
+        (on a cluster: one per candidate digest, in parallel, and one more for an alias)."""
         if not digests:
             return None
+        if self.cluster is not None:
+            return found_of(await self.cluster.reply(digests))
         found = await self._lookup(keys=[keys.profile_bucket(d) for d in digests], args=digests)
         return found_of(found)
 
@@ -191,11 +225,15 @@ class ProfileStore:
         """Per digest, its blob, or ``ALIAS_MARK`` + primary for an alias (not followed)."""
         if not primaries:
             return []
+        if self.cluster is not None:
+            return await self.cluster.get_many(primaries)
         found = await self._get(keys=[keys.profile_bucket(d) for d in primaries], args=primaries)
         return [value if isinstance(value, bytes) else None for value in found]
 
     async def load_scripts(self) -> None:
         """Load the scripts that raw connections call by SHA (``get_many_command``)."""
+        if self.cluster is not None:  # no raw connections to a cluster
+            return
         await self._redis.script_load(_GET_LUA)
         await self._redis.script_load(INTERN_LUA)
 
@@ -270,6 +308,104 @@ class ProfileStore:
                 )
             removed = await pipe.execute()
         return sum(int(n) for n in removed)
+
+
+class ClusterLookup:
+    """The bid lookup on a Redis Cluster, where one script call reaches one slot only.
+
+    Every candidate digest of a request (the IFA, hashed IDs) has its own bucket, so its
+    own slot: one script call each, sent together (``asyncio.gather``: redis-py sends each
+    to its slot's node, so the calls overlap and the wait is one round trip). A digest that
+    is an alias (SHA1 forms, by default) names a primary in another slot: a second round
+    trip reads it (``alias_hops`` counts them). Snapshot references are expanded here from
+    a copy of the snapshot dictionary, read again when a reference is not in it (references
+    never change, so a copy is never wrong, only short).
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._script: AsyncScript = redis.register_script(_CLUSTER_LOOKUP_LUA)
+        self._snapshots: dict[bytes, bytes] = {}
+        self.alias_hops = 0  # lookups that needed a second round trip to follow an alias
+
+    async def warm_up(self) -> None:
+        await self._redis.script_load(_CLUSTER_LOOKUP_LUA)
+        await self.refresh_snapshots()
+
+    async def refresh_snapshots(self) -> None:
+        found = await self._redis.hgetall(keys.SNAPSHOTS)
+        self._snapshots = {bytes(r): bytes(s) for r, s in found.items()}  # type: ignore[arg-type]
+
+    @staticmethod
+    def _keys(digest: bytes) -> list[bytes]:
+        return [
+            keys.profile_bucket(digest),
+            keys.scene_tags(digest),
+            keys.frequency_counters(digest),
+            keys.audience_memberships(digest),
+        ]
+
+    async def _one(self, digest: bytes) -> list[object]:
+        reply = await self._script(
+            keys=self._keys(digest), args=[keys.profile_field(digest), keys.alias_field(digest)]
+        )
+        assert isinstance(reply, list)
+        return reply
+
+    async def _expand(self, value: bytes) -> bytes:
+        blob = profile_refs.expand(value, self._snapshots)
+        if blob is None:  # a snapshot interned since the copy was read
+            await self.refresh_snapshots()
+            blob = profile_refs.expand(value, self._snapshots)
+        return value if blob is None else blob
+
+    async def reply(self, digests: Sequence[bytes]) -> list[object] | None:
+        """What the single-server lookup script replies for ``digests`` (``found_of``)."""
+        if len(digests) == 1:
+            replies = [await self._one(digests[0])]
+        else:
+            replies = list(await asyncio.gather(*(self._one(d) for d in digests)))
+        for digest, (value, primary, scenes, counters, members) in zip(
+            digests, replies, strict=True
+        ):
+            if value:
+                assert isinstance(value, bytes)
+                return [await self._expand(value), scenes, digest, counters, members]
+            if primary:
+                assert isinstance(primary, bytes)
+                self.alias_hops += 1
+                value, _, scenes, counters, members = await self._one(primary)
+                if value:
+                    assert isinstance(value, bytes)
+                    return [await self._expand(value), scenes, primary, counters, members]
+        _, _, scenes, counters, _ = replies[0]
+        if scenes or counters:
+            return [b"", scenes, digests[0], counters, []]
+        return None
+
+    async def get_many(self, digests: Sequence[bytes]) -> list[bytes | None]:
+        """``ProfileStore.get_many`` slot by slot: per digest, its blob, or the alias mark
+        and primary, or None."""
+        replies: list[list[object]] = []
+        for at in range(0, len(digests), 1000):  # a cluster pipeline: one trip per node
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for digest in digests[at : at + 1000]:
+                    pipe.execute_command(
+                        "EVAL", _CLUSTER_LOOKUP_LUA, 4, *self._keys(digest),
+                        keys.profile_field(digest), keys.alias_field(digest),
+                    )  # fmt: skip
+                replies += await pipe.execute()
+        found: list[bytes | None] = []
+        for value, primary, *_ in replies:
+            if value:
+                assert isinstance(value, bytes)
+                found.append(await self._expand(value))
+            elif primary:
+                assert isinstance(primary, bytes)
+                found.append(ALIAS_MARK + primary)
+            else:
+                found.append(None)
+        return found
 
 
 LOOKUP_SHA = hashlib.sha1(_LOOKUP_LUA.encode()).hexdigest().encode()

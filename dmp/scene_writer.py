@@ -26,6 +26,7 @@ from dmp.scene_events import SceneEvent, parse_event
 from dmp.scene_rules import SceneLibrary
 from dmp.taxonomy import Taxonomy
 from infra import keys
+from infra.redis_client import queue_script
 
 log = logging.getLogger(__name__)
 
@@ -136,5 +137,5 @@ class SceneWriter:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for script_keys, args in calls:
-                await self._merge(script_keys, args, client=pipe)
+                await queue_script(pipe, self._merge, script_keys, args)  # cluster-safe
             await pipe.execute()

@@ -27,6 +27,7 @@ from dsp.api.records import ADMIN, ADVERTISER, Record, utc_now
 from dsp.api.validation import Validators
 from dsp.errors import ApiError, ObjectNotFound
 from infra import keys
+from infra.redis_client import redis_client
 from infra.settings import Settings
 from infra.tokens import create_token
 
@@ -189,7 +190,7 @@ async def _tokens(redis: Redis, args: argparse.Namespace) -> tuple[int, str]:
 
 
 async def _run(url: str, args: argparse.Namespace) -> tuple[int, str]:
-    redis = Redis.from_url(url)
+    redis = redis_client(url)
     try:
         if args.command == "advertisers":
             return await _advertisers(redis, args)

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from dmp.profile_store import LOAD_LOOKUP, ProfileStore
 from dmp.taxonomy import Taxonomy
 from dsp.api import setup_api
+from dsp.bidder.cluster_lookups import ClusterLookups
 from dsp.bidder.handler import Bidder
 from dsp.budget.keeper import BudgetKeeper
 from dsp.campaigns.live import LiveCampaigns
@@ -31,6 +32,7 @@ from dsp.tracking.handlers import Tracking
 from dsp.tracking.ledger import Ledger
 from dsp.tracking.links import LinkSigner
 from infra import keys
+from infra.redis_client import is_cluster_url, redis_client
 from infra.redis_pipe import RedisPipe
 from infra.settings import Settings
 
@@ -92,6 +94,21 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if not settings.redis_url:
         raise RuntimeError("the bidder needs settings.redis_url")
+    if is_cluster_url(settings.redis_url):
+        # Redis Cluster: redis-py's cluster client, and the bid lookups through it.
+        cluster = redis_client(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            socket_connect_timeout=2,
+        )
+        app[REDIS] = cluster
+        lookups = ClusterLookups(ProfileStore(cluster).cluster_lookup(), app[METRICS])
+        await lookups.connect()
+        app[PIPE] = lookups
+        yield
+        await lookups.close()
+        await cluster.aclose()
+        return
     # A blocking pool: under a burst, requests queue for a connection (bounded by their own
     # deadline) instead of failing at once with "too many connections".
     pool = BlockingConnectionPool.from_url(
@@ -146,6 +163,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         settlements_ttl_s=max(60, round(4 * settings.budget_lease_ttl_s)),
         click_rate_max=settings.click_rate_max,
         click_rate_window_s=settings.click_rate_window_s,
+        metrics=metrics,
     )
     # issue 6: bid and loss events, buffered in process and flushed in batches
     events = EventBuffer(

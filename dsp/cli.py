@@ -10,7 +10,6 @@ from pathlib import Path
 
 import orjson
 import uvloop
-from redis.asyncio import Redis
 
 from dsp.admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from dsp.budget.pacing_cli import add_pacing_command
@@ -21,6 +20,7 @@ from dsp.events.cli import add_events_command
 from dsp.reporting.report import DIMENSIONS, build_report, format_report
 from infra.embedded_redis import redis_url_or_embedded
 from infra.logs import setup_logging
+from infra.redis_client import redis_client
 from infra.settings import Settings
 
 
@@ -92,7 +92,7 @@ async def _report(url: str, by: Sequence[str], fmt: str, png: Path | None) -> st
     from dmp.taxonomy import Taxonomy
 
     taxonomy = Taxonomy.default()
-    redis = Redis.from_url(url)
+    redis = redis_client(url)
     try:
         text = format_report(await build_report(redis, by, catch_up_s=None), by, fmt, taxonomy)
         if png is not None:
@@ -115,7 +115,7 @@ def _read_payloads(path: Path) -> list[object]:
 
 
 async def _campaigns(url: str, action: str, path: Path | None) -> str:
-    redis = Redis.from_url(url)
+    redis = redis_client(url)
     try:
         if action == "load":
             if path is None:

@@ -2,6 +2,8 @@
 
 Keys that one operation touches together share a hash tag (the part in braces), so the same
 code runs on Redis Cluster: a device's profile bucket, a campaign's money, an auction's notices.
+A bid request's Redis work is one slot; the exceptions (alias-only lookups, a notice's device
+and event writes) and how the cluster path handles them are in docs/SCALING.md.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ _BUCKET_BYTES = PROFILE_BUCKET_BITS // 8
 # Alias fields keep 4 bytes of the digest: they only have to tell apart the few aliases of
 # one bucket (a stranger's digest matches one by chance once in 2**32 / 60 lookups).
 ALIAS_FIELD_BYTES = 4
+# A key named ``{NAME}:...`` hashes to the same cluster slot as the key ``NAME`` (a hash tag
+# equal to a whole untagged name), so a global key and its companions stay in one slot
+# without renaming the global key itself.
 SNAPSHOTS = b"dmp:snapshots"  # hash: snapshot reference -> snapshot bytes (dmp.profile_refs)
-SNAPSHOT_REFS = b"dmp:snapshot-refs"  # hash: snapshot bytes -> its reference
+# hash: snapshot bytes -> its reference; one script interns into both (dmp.profile_refs)
+SNAPSHOT_REFS = b"{dmp:snapshots}:refs"
 
 CAMPAIGNS = b"dsp:campaigns"  # hash: campaign id -> campaign JSON
-CAMPAIGNS_VERSION = b"dsp:campaigns:version"  # counter bumped on every change
+# Counter bumped on every change, in one MULTI/EXEC with the hash: the same slot.
+CAMPAIGNS_VERSION = b"{dsp:campaigns}:version"
 SIGNING_KEY = b"dsp:signing-key"
 EVENTS = b"dsp:events"  # stream of win, impression and click events
 
@@ -205,7 +212,8 @@ def audience_memberships(digest: bytes) -> bytes:
 
 
 TARGETABLE_AUDIENCES = b"dmp:audiences:targetable"  # hash: audience id -> how to target it
-TARGETABLE_VERSION = b"dmp:audiences:targetable:version"  # bumped when that hash changes
+# Bumped when that hash changes, in the same MULTI/EXEC: the same slot.
+TARGETABLE_VERSION = b"{dmp:audiences:targetable}:version"
 
 
 # Event log (dsp/events). The aggregator's counts share the event stream's slot: their hash

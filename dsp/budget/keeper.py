@@ -29,6 +29,7 @@ from dsp.campaigns.model import Campaign, Pacing
 from dsp.campaigns.schedule import may_bid_at
 from dsp.metrics import Metrics
 from infra import keys
+from infra.redis_client import is_cluster, queue_script
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class BudgetKeeper:
         self._redis = redis
         self._book = LeaseBook(redis, keep_records_s=settings.notice_ttl_s)
         self._drain = redis.register_script(_DRAIN_LUA)
+        self._cluster = is_cluster(redis)  # scripts and MGET per campaign: one slot each
         self._lease_bp = settings.budget_lease_bp
         self._ttl_ms = round(settings.budget_lease_ttl_s * 1000)
         self._renew_every_s = settings.budget_lease_ttl_s / 4
@@ -170,10 +172,16 @@ class BudgetKeeper:
             # One MGET and one drain script, not commands per campaign: at a thousand
             # campaigns, per-command client work was a fifth of the bidder's core.
             async with self._redis.pipeline(transaction=False) as pipe:
-                if spend_keys:
+                if spend_keys and self._cluster:  # an MGET per campaign: one slot each
+                    for at in range(0, len(spend_keys), 2):
+                        pipe.execute_command("MGET", *spend_keys[at : at + 2])
+                elif spend_keys:
                     pipe.mget(spend_keys)
                 await self._queue(pipe, draining, fresh, orders)
                 replies = await pipe.execute()
+            if spend_keys and self._cluster:
+                values = [value for pair in replies[: len(campaigns)] for value in pair]
+                replies = [values, *replies[len(campaigns) :]]
             values = replies[0] if spend_keys else []
             spent = {
                 campaign.id: Spent(int(values[2 * i] or 0), int(values[2 * i + 1] or 0))
@@ -315,7 +323,11 @@ class BudgetKeeper:
         orders: Iterable[LeaseOrder],
     ) -> None:
         draining = list(draining)
-        if draining:
+        if draining and self._cluster:  # a drain per lease: one slot each
+            for account in draining:
+                key = keys.lease_resolved(account.campaign_id, account.lease)
+                await queue_script(pipe, self._drain, [key], [_DRAIN])
+        elif draining:
             await self._drain(
                 keys=[keys.lease_resolved(a.campaign_id, a.lease) for a in draining],
                 args=[_DRAIN],
@@ -335,6 +347,11 @@ class BudgetKeeper:
         replies: Sequence[object],
         mono: float,
     ) -> None:
+        if draining and self._cluster:  # one reply per drained lease, each a list of one
+            taken = [
+                reply[0] if isinstance(reply, list) else [] for reply in replies[: len(draining)]
+            ]
+            replies = [taken, *replies[len(draining) :]]
         if draining:
             drained = replies[0]
             assert isinstance(drained, list)

@@ -17,6 +17,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from infra import keys
+from infra.redis_client import queue_script
 
 # One call both renews a lease and sets what it holds unspent: up to ``target`` (a top-up, or
 # a give-back when the target is lower), within the lease cap and within what the daily and
@@ -131,7 +132,7 @@ class LeaseBook:
         await self._redis.script_load(_LEASE_LUA)
 
     async def queue(self, pipe: Pipeline, order: LeaseOrder) -> None:
-        await self._script(keys=self._keys(order), args=self._args(order), client=pipe)
+        await queue_script(pipe, self._script, self._keys(order), self._args(order))
 
     async def order(self, order: LeaseOrder) -> LeaseGrant:
         """Run one order on its own (tools and tests; processes batch them)."""

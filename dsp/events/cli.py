@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from redis.asyncio import Redis
 from tqdm import tqdm
 
 from dsp.events.aggregate import Aggregator
 from dsp.events.archive import Archiver
 from dsp.events.recount import recount, recount_table
 from infra.embedded_redis import redis_url_or_embedded
+from infra.redis_client import redis_client
 from infra.settings import Settings
 
 COMMAND = "events"
@@ -53,7 +53,7 @@ def add_events_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    redis = Redis.from_url(url)
+    redis = redis_client(url)
     directory = args.dir or Path(settings.events_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

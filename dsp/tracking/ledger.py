@@ -22,15 +22,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from dsp.errors import BadNotice, UnknownAuction
+from dsp.metrics import Metrics
 from dsp.tracking.links import Notice
 from infra import keys
+from infra.redis_client import is_cluster
 
 EventKind = Literal["win", "bill", "imp", "click"]
 
@@ -110,6 +114,83 @@ end
 return {1, charged, reason}
 """
 
+
+def _cluster_variant(script: str) -> str:
+    """``_RECORD_LUA`` for Redis Cluster: the campaign's slot only (``{c:ID}``).
+
+    A cluster script may touch only the keys of one slot. The device's keys (frequency
+    counters, clicks, touches) and the event stream live in other slots, so this variant
+    leaves them out: the event comes back in the reply (appended by ``Ledger.record``), and
+    the device's writes follow in a script on its own slot (``_DEVICE_LUA``). The click rule
+    judges the device's clicks read before the call (ARGV[18]). A repeated notice touches its
+    seen key (a write), so a ``WAIT`` after it also covers the first, charging, call.
+    KEYS 3, 6, 11 and 12 are not used (the caller repeats the stats key there).
+    """
+    parts = [
+        ("  return {-1, 0, ''}\n", "  return {-1, 0, '', ''}\n"),
+        (
+            "  return {0, 0, ''}\n",
+            "  redis.call('EXPIRE', KEYS[1], ARGV[1])\n  return {0, 0, '', ''}\n",
+        ),
+        (
+            """    local clicks = redis.call('INCR', KEYS[11])
+    if clicks == 1 then redis.call('EXPIRE', KEYS[11], ARGV[15]) end
+""",
+            "    local clicks = tonumber(ARGV[18]) + 1\n",
+        ),
+        (
+            """if ARGV[6] ~= '' then
+  redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
+  redis.call('EXPIRE', KEYS[6], ARGV[7])
+end
+""",
+            "",
+        ),
+        ("redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'e', event .. '}')\n", ""),
+        (
+            """if ARGV[16] ~= '' and reason == '' and (kind == 'imp' or kind == 'click') then
+  redis.call('HSET', KEYS[12], ARGV[17] .. '|' .. kind, '{' .. ARGV[12] .. '}')
+  redis.call('EXPIRE', KEYS[12], ARGV[16])
+end
+""",
+            "",
+        ),
+        ("return {1, charged, reason}", "return {1, charged, reason, event .. '}'}"),
+    ]
+    for old, new in parts:
+        if old not in script:
+            raise AssertionError(f"record script changed: {old!r}")
+        script = script.replace(old, new)
+    return script
+
+
+_RECORD_CLUSTER_LUA = _cluster_variant(_RECORD_LUA)
+
+# Cluster only, after a counted notice: the device's writes, on the device's slot.
+# KEYS: 1 frequency counters, 2 clicks of the window, 3 touches; ARGV: 1 cap field ('' none),
+# 2 cap ttl, 3 count a click ('1' or ''), 4 window ttl, 5 touch ttl ('' none), 6 touch field,
+# 7 touch JSON.
+_DEVICE_LUA = """
+if ARGV[1] ~= '' then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if ARGV[3] ~= '' then
+  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+return 1
+"""
+
+
+class NotReplicated(RedisError):
+    """A charge made on a cluster master that no replica confirmed in time: the notice is
+    answered 503 and the exchange retries it (charged once: the retry finds it seen)."""
+
+
 # A loss notice: the bid's reservation can end now rather than at its timeout.
 _LOSS_LUA = """
 redis.call('RPUSH', KEYS[1], '0\\31' .. ARGV[1])
@@ -165,12 +246,23 @@ class Ledger:
         settlements_ttl_s: int = 600,
         click_rate_max: int = 5,
         click_rate_window_s: int = 3600,
+        replica_wait_ms: int = 200,
+        metrics: Metrics | None = None,
     ) -> None:
         self._redis = redis
+        # Redis Cluster: the campaign's script, then the device's and the event apart; a
+        # money notice acknowledged only once a replica has it (``WAIT``), when there are.
+        self._cluster = is_cluster(redis)
+        self._replica_wait_ms = replica_wait_ms
+        self.wait_replicas = 0  # set by warm_up on a cluster whose masters have replicas
+        self.events_lost = 0  # cluster: counted notices whose event could not be appended
+        self._metrics = metrics or Metrics()  # events_lost, charges_not_replicated
         self._click_rate_max = click_rate_max
         self._click_window_s = max(1, click_rate_window_s)
         self._record: AsyncScript = redis.register_script(_RECORD_LUA)
         self._loss: AsyncScript = redis.register_script(_LOSS_LUA)
+        self._record_cluster: AsyncScript = redis.register_script(_RECORD_CLUSTER_LUA)
+        self._device: AsyncScript = redis.register_script(_DEVICE_LUA)
         self._ttl_s = ttl_s
         self._maxlen = stream_maxlen
         self._settlements_ttl_s = settlements_ttl_s
@@ -180,6 +272,12 @@ class Ledger:
         return self._redis
 
     async def warm_up(self) -> None:
+        if self._cluster:
+            await self._redis.script_load(_RECORD_CLUSTER_LUA)
+            await self._redis.script_load(_DEVICE_LUA)
+            await self._redis.script_load(_LOSS_LUA)
+            self.wait_replicas = min(1, await replicas_per_master(self._redis))
+            return
         await self._redis.script_load(_RECORD_LUA)
         await self._redis.script_load(_LOSS_LUA)
 
@@ -218,6 +316,12 @@ class Ledger:
             event["late"] = True
         window = int(now) // self._click_window_s
         rate_rule = kind == "click" and bool(notice.device)
+        if self._cluster:
+            return await self._on_cluster(
+                kind, notice, event, amount_micros=amount_micros, ttl_s=ttl_s, hour=hour,
+                cap=cap, settles=settles, late=late, bot=bot, touch_ttl_s=touch_ttl_s,
+                window=window, rate_rule=rate_rule,
+            )  # fmt: skip
         reply = await self._record(
             keys=[
                 keys.notice_seen(kind, campaign, notice.auction_id, notice.imp_id),
@@ -251,9 +355,126 @@ class Ledger:
         invalid = reason.decode() if isinstance(reason, bytes) else str(reason)
         return Recorded(True, charged, amount_micros - charged, invalid)
 
+    async def _on_cluster(self, *args: Any, **kwargs: Any) -> Recorded:
+        try:
+            return await self._record_on_cluster(*args, **kwargs)
+        except AttributeError as error:  # redis-py 8.1: a connection torn down mid-send
+            raise RedisConnectionError(f"cluster connection lost: {error}") from error
+
+    async def _record_on_cluster(
+        self,
+        kind: EventKind,
+        notice: Notice,
+        event: dict[str, object],
+        *,
+        amount_micros: int,
+        ttl_s: int | None,
+        hour: str,
+        cap: CapCount | None,
+        settles: bool,
+        late: bool,
+        bot: bool,
+        touch_ttl_s: int,
+        window: int,
+        rate_rule: bool,
+    ) -> Recorded:
+        """``record`` on a Redis Cluster: the campaign's slot atomically (once-only check,
+        money, counters, settlement), then the device's slot, then the event stream.
+
+        Only the first step decides and charges; a crash after it loses the device's
+        counters or the event of a charged notice, never money (``events_lost`` counts
+        the appends that failed). A money notice waits until a replica has the charge.
+        """
+        campaign = notice.campaign_id
+        money = kind in ("win", "bill")
+        device = bytes.fromhex(notice.device)
+        clicks_key = keys.device_clicks(device, window)
+        clicks_before = int(await self._redis.get(clicks_key) or 0) if rate_rule else 0
+        stats = keys.campaign_stats(campaign)
+        seen = keys.notice_seen(kind, campaign, notice.auction_id, notice.imp_id)
+        script_keys = [
+            seen, stats, stats, keys.campaign_spent(campaign),
+            keys.campaign_spent_day(campaign, notice.day), stats,
+            keys.campaign_leases(campaign), keys.lease_resolved(campaign, notice.lease),
+            keys.campaign_overdelivery(campaign, notice.day),
+            keys.notice_seen("imp", campaign, notice.auction_id, notice.imp_id), stats, stats,
+        ]  # fmt: skip
+        args: list[Any] = [
+            ttl_s or self._ttl_s, f"{hour}|{notice.creative_id}|", kind, amount_micros,
+            self._maxlen, "", 0, notice.lease if money else "",
+            settlement(notice) if settles else "", self._settlements_ttl_s,
+            "1" if late else "", orjson.dumps(event)[1:-1], "1" if bot else "",
+            self._click_rate_max if rate_rule else "", self._click_window_s, "", campaign,
+            clicks_before,
+        ]  # fmt: skip
+        reply: list[Any]
+        if money and self.wait_replicas:
+            reply = await self._charged_and_replicated(seen, script_keys, args)
+        else:
+            reply = await self._record_cluster(keys=script_keys, args=args)
+        status, charged, reason, appended = int(reply[0]), int(reply[1]), reply[2], reply[3]
+        if status < 0:
+            raise UnknownAuction(notice.auction_id, notice.imp_id)
+        if status == 0:
+            return Recorded(counted=False)
+        invalid = reason.decode() if isinstance(reason, bytes) else str(reason)
+        capped = cap is not None and bool(notice.device)
+        touch = bool(touch_ttl_s and notice.device) and not invalid and kind in ("imp", "click")
+        if capped or rate_rule or touch:
+            await self._device(
+                keys=[keys.frequency_counters(device), clicks_key, keys.device_touches(device)],
+                args=[
+                    cap.field if cap is not None and capped else "", cap.ttl_s if cap else 0,
+                    "1" if rate_rule else "", self._click_window_s,
+                    touch_ttl_s if touch else "", f"{campaign}|{kind}",
+                    b"{" + orjson.dumps(event)[1:-1] + b"}",
+                ],
+            )  # fmt: skip
+        try:
+            await self._redis.xadd(
+                keys.EVENTS, {"e": appended}, maxlen=self._maxlen, approximate=True
+            )
+        except RedisError:
+            self.events_lost += 1
+            self._metrics.count("events_lost")
+            raise
+        return Recorded(True, charged, amount_micros - charged, invalid)
+
+    async def _charged_and_replicated(
+        self, seen: str, script_keys: list[str], args: list[Any]
+    ) -> list[Any]:
+        """The record script and ``WAIT 1`` on one connection to the campaign's master: the
+        notice is acknowledged only once a replica has its charge (``NotReplicated``, a 503
+        the exchange retries, otherwise). Redis replicates asynchronously; this is the
+        documented way to narrow what a failover can lose to writes not yet acknowledged."""
+        cluster = self._redis
+        node = cluster.get_node_from_key(seen)  # type: ignore[attr-defined]
+        # One node, one connection: redis-py's cluster pipeline sends a node's commands
+        # together, so the WAIT follows the script on the connection that wrote.
+        async with cluster.pipeline(transaction=False) as pipe:
+            pipe.execute_command("EVAL", _RECORD_CLUSTER_LUA, len(script_keys), *script_keys, *args)
+            pipe.execute_command(
+                "WAIT", self.wait_replicas, self._replica_wait_ms, target_nodes=node
+            )
+            reply, replicas = await pipe.execute()
+        assert isinstance(reply, list)
+        if int(reply[0]) >= 0 and int(replicas) < self.wait_replicas:  # an unknown lease: 400
+            self._metrics.count("charges_not_replicated")
+            waited = self._replica_wait_ms
+            raise NotReplicated(f"no replica confirmed the charge within {waited} ms")
+        return reply
+
     async def loss(self, notice: Notice) -> None:
         """Queue a lost bid's settlement (no charge) for the process owning its lease."""
         await self._loss(
             keys=[keys.lease_resolved(notice.campaign_id, notice.lease)],
             args=[settlement(notice), self._settlements_ttl_s],
         )
+
+
+async def replicas_per_master(redis: Redis) -> int:
+    """The fewest replicas any master of a cluster has (``CLUSTER SLOTS``)."""
+    shards = await redis.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+    if not shards:
+        return 0
+    return min(len(shard) - 3 for shard in shards)
