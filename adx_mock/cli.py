@@ -26,6 +26,7 @@ from adx_mock.population import generate_population, read_population, write_popu
 from adx_mock.replay import FORMATS, ReplayStats, read_requests
 from adx_mock.runner import AUCTION_TYPES, RunConfig, run
 from dmp.taxonomy import Taxonomy
+from dsp.ctr.training import TrainingError
 from infra.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,10 @@ def _add_experiment(commands: argparse._SubParsersAction[argparse.ArgumentParser
         help="compare bid strategies on the same traffic and budget in the simulated market",
         description="Simulate a week of history (fixed-CPM campaigns, archived events), "
         "train the CTR model from it, then play the same fresh traffic with the same budget "
-        "for untargeted fixed CPM, tag-targeted fixed CPM and tag-targeted target-CPC x pCTR "
-        "bidding; print CTR, clicks, spend and CPC of each, and the lift ratios.",
+        "for untargeted fixed CPM, tag-targeted fixed CPM, tag-targeted target-CPC x pCTR "
+        "and tag-targeted target-CPA x pCTR x pCVR bidding (the pCVR model trained from the "
+        "history's conversions); print CTR, clicks, spend, CPC, conversions, CPA and "
+        "conversions per $ budget of each, and the lift ratios.",
     )
     cmd.add_argument("--seed", type=int, default=defaults.seed, help="market seed (default 1)")
     cmd.add_argument(
@@ -175,8 +178,26 @@ def _add_experiment(commands: argparse._SubParsersAction[argparse.ArgumentParser
     cmd.add_argument(
         "--auction", choices=sorted(AUCTION_TYPES), default="second", help="default second"
     )
+    cmd.add_argument(
+        "--targeting",
+        default=defaults.targeting,
+        help="tag expression of the targeted strategies (default %(default)s)",
+    )
+    cmd.add_argument(
+        "--ad-category",
+        default=defaults.ad_category,
+        help="IAB category of the ads: the market's click and conversion rates depend on it "
+        "(default %(default)s)",
+    )
+    cmd.add_argument(
+        "--cvr-l2",
+        type=float,
+        default=defaults.cvr_l2,
+        help="L2 shrinkage of the pCVR model (default %(default)s)",
+    )
     cmd.add_argument("--archive", type=Path, help="keep the history's event archive here")
     cmd.add_argument("--model", type=Path, help="keep the trained model file here")
+    cmd.add_argument("--cvr-model", type=Path, help="keep the trained pCVR model file here")
     cmd.add_argument("--calibration-png", type=Path, help="write the model's calibration chart")
     cmd.add_argument("--json", action="store_true", help="print only the JSON summary")
     cmd.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -297,6 +318,8 @@ def _experiment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     for flag, value in positive.items():
         if not value > 0:
             parser.error(f"{flag} is too small")
+    if args.cvr_l2 < 0:
+        parser.error("--cvr-l2 must be >= 0")
     config = ExperimentConfig(
         devices=args.devices,
         seed=args.seed,
@@ -306,11 +329,19 @@ def _experiment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         budget_micros=round(args.budget * 1_000_000),
         cpm_micros=round(args.cpm * 1_000_000),
         auction=args.auction,
+        targeting=args.targeting,
+        ad_category=args.ad_category,
+        cvr_l2=args.cvr_l2,
         archive_dir=args.archive,
         model_path=args.model,
+        cvr_model_path=args.cvr_model,
         calibration_png=args.calibration_png,
     )
-    result = run_experiment(config, progress=not args.no_progress)
+    try:
+        result = run_experiment(config, progress=not args.no_progress)
+    except TrainingError as error:  # e.g. a history too small to hold a conversion
+        print(f"adx-mock: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     if not args.json:
         print(format_table(result))
     sys.stdout.write(summary_line(result).decode() + "\n")

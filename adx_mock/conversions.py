@@ -1,4 +1,4 @@
-"""issue 12, item 4 (not wired into the experiment yet): the market's hidden conversion model.
+"""issue 12, item 4: the market's hidden conversion model (``adx-mock experiment`` uses it).
 
 Which clicks turn into a purchase (an install, a lead), and what it is worth. Bidders never
 see it; they learn it from the postbacks, as they learn clicks. A click converts with a

@@ -1,16 +1,25 @@
-"""``adx-mock experiment``: three bid strategies, the same budget, the same traffic.
+"""``adx-mock experiment``: four bid strategies, the same budget, the same traffic.
 
 1. **History.** For ``history_days`` simulated days an advertiser runs its automotive ads
    at a fixed CPM, once untargeted and once targeted at ``interest.automotive``. Every
-   bid, win, impression and click goes into an event archive in the event log's format
-   (``dsp/events``: hourly ``events-*.jsonl.gz``, the bid events as the bidder writes them).
+   bid, win, impression, click and conversion goes into an event archive in the event
+   log's format (``dsp/events``: hourly ``events-*.jsonl.gz``, the bid events as the bidder
+   writes them, conversions as ``/conv`` records them).
 2. **Training.** ``dsp.ctr`` trains the CTR model from that archive, holding out the last
-   day, exactly as ``dsp ctr train`` does, and writes the model file.
-3. **Test.** Fresh traffic (another seed) is played three times, once per strategy, each
-   with the same budget: untargeted fixed CPM, tag-targeted fixed CPM, and tag-targeted
-   target-CPC x pCTR bidding (the bidder's ``CtrPredictor`` loading the model file). The
-   target CPC is what the tag-targeted fixed-CPM campaign paid per click in the history,
-   capped at ``cap_multiple`` times its CPM.
+   day, exactly as ``dsp ctr train`` does, and the pCVR model as ``dsp ctr train --label
+   conversion`` does (issue 12), and writes both model files.
+3. **Test.** Fresh traffic (another seed) is played four times, once per strategy, each
+   with the same budget: untargeted fixed CPM, tag-targeted fixed CPM, tag-targeted
+   target-CPC x pCTR bidding (the bidder's ``CtrPredictor`` loading the model file) and
+   tag-targeted target-CPA x pCTR x pCVR bidding (a second ``CtrPredictor`` on the pCVR
+   file). The target CPC is what the tag-targeted fixed-CPM campaign paid per click in the
+   history, the target CPA what it paid per conversion; both bids are capped at
+   ``cap_multiple`` times its CPM.
+
+Clicks convert (or not) by the market's hidden ``ConversionModel``; in the history they
+become ``conversion`` events in the archive, the offline path of a ``/conv`` postback. A
+click's conversion draw is seeded by its auction and imp, so the same click converts in
+every arm that buys it.
 
 Bids come from the real bid decision (``dsp.bidder.decide`` over a compiled
 ``CampaignIndex``) on the real request parser, run in process rather than over HTTP so a
@@ -38,25 +47,39 @@ from tqdm import tqdm
 
 from adx_mock.auction import FIRST_PRICE, SECOND_PRICE, Bid, floors_of, run_auction
 from adx_mock.clicks import ClickModel, Shown, device_tags
+from adx_mock.conversions import ConversionModel
 from adx_mock.market import MarketRequest, traffic
 from adx_mock.population import generate_population
 from dmp.profile import UNSCORED, Profile
 from dmp.taxonomy import Taxonomy
 from dsp.bidder.decide import Moment, decide
-from dsp.bidder.openrtb import BidRequest, parse_bid_request
-from dsp.campaigns.index import CampaignIndex
+from dsp.bidder.openrtb import BidRequest, Imp, parse_bid_request
+from dsp.campaigns.index import CampaignIndex, Line
 from dsp.campaigns.model import Campaign
 from dsp.campaigns.validation import campaign_from_dict
-from dsp.ctr.model import TrainConfig
+from dsp.ctr.features import Row, row_of
+from dsp.ctr.model import CtrModel, TrainConfig
 from dsp.ctr.predictor import CtrPredictor
-from dsp.ctr.training import Trained, train_archive
+from dsp.ctr.training import Trained, TrainingError, train_archive
 from dsp.events.archive import FILE_PREFIX, FILE_SUFFIX
 from dsp.events.schema import hour_of
 from dsp.events.tags import TagMatcher
 
 FX = {"USD": Decimal(1)}
 MICROS = 1_000_000
-ARMS = ("untargeted_fixed_cpm", "tag_targeted_fixed_cpm", "tag_targeted_pctr")
+TARGET_CPA_ARM = "tag_targeted_cpa"  # issue 12: target CPA x pCTR x pCVR
+# issue 12, a diagnostic, not a strategy: target CPA bidding with the market's hidden
+# conversion probabilities as its pCVR, the most a learned pCVR could give.
+ORACLE_ARM = "tag_targeted_cpa_oracle"
+ARMS = (
+    "untargeted_fixed_cpm",
+    "tag_targeted_fixed_cpm",
+    "tag_targeted_pctr",
+    TARGET_CPA_ARM,
+    ORACLE_ARM,
+)
+CONVERSION_DELAY_MS = 3_600_000  # a conversion is reported an hour after its click
+MAX_TARGET_MICROS = 1_000_000_000  # the campaign model's largest target
 AD_SIZES = ((300, 250), (320, 50), (728, 90), (320, 480))
 UNLIMITED_MICROS = 10**15
 ARCHIVE_BATCH = 20_000  # events held before they are appended to the archive
@@ -83,6 +106,10 @@ class ExperimentConfig:
     holdout_days: int = 1
     archive_dir: Path | None = None  # default: a temporary directory
     model_path: Path | None = None
+    cvr_model_path: Path | None = None  # issue 12
+    # The pCVR model's L2 shrinkage: a history holds a few dozen conversions, and a model
+    # fitted closely to them bids on noise (see the README's experiment figures).
+    cvr_l2: float = 0.1
     calibration_png: Path | None = None
 
 
@@ -99,6 +126,14 @@ class ArmResult:
     # The hidden model's click probabilities summed over the impressions: the clicks the
     # impressions bought are worth on average, without the luck of the draw.
     expected_clicks: float = 0.0
+    # issue 12: conversions of the clicks, their value, and the hidden models' P(click) x
+    # P(conversion | click) summed over the impressions.
+    conversions: int = 0
+    conversion_value_micros: int = 0
+    expected_conversions: float = 0.0
+    # The model rows of the clicked bids, when kept (the history's tag-targeted campaign:
+    # its CPA is estimated from them with the pCVR model).
+    clicked_rows: list[Row] | None = None
 
     @property
     def ctr(self) -> float:
@@ -117,6 +152,15 @@ class ArmResult:
         """Clicks per USD of the budget (spent or not)."""
         return self.clicks / (self.budget_micros / MICROS)
 
+    @property
+    def cpa(self) -> float | None:
+        return self.spend_micros / MICROS / self.conversions if self.conversions else None
+
+    def conversions_per_budget_unit(self, expected: bool = False) -> float:
+        """Conversions (or expected conversions) per USD of the budget (spent or not)."""
+        found = self.expected_conversions if expected else self.conversions
+        return found / (self.budget_micros / MICROS)
+
     def to_dict(self) -> dict[str, object]:
         cpc = self.cpc
         return {
@@ -133,6 +177,12 @@ class ArmResult:
             "budget": round(self.budget_micros / MICROS, 4),
             "cpc": None if cpc is None else round(cpc, 4),
             "clicks_per_budget_usd": round(self.clicks_per_budget_unit, 4),
+            "conversions": self.conversions,
+            "expected_conversions": round(self.expected_conversions, 3),
+            "conversion_value": round(self.conversion_value_micros / MICROS, 4),
+            "cpa": None if self.cpa is None else round(self.cpa, 4),
+            "conversions_per_budget_usd": round(self.conversions_per_budget_unit(), 5),
+            "expected_conversions_per_budget_usd": round(self.conversions_per_budget_unit(True), 5),
         }
 
 
@@ -146,6 +196,10 @@ class ExperimentResult:
     seconds: float
     archive_dir: Path  # in a removed temporary directory unless the config named it
     model_path: Path
+    cvr_trained: Trained | None  # issue 12; None: no pCVR model, see ``cvr_error``
+    target_cpa_micros: int
+    cvr_model_path: Path
+    cvr_error: str  # why no pCVR model was trained ("" when one was)
 
     def ctr_lift(self, expected: bool = False) -> float:
         """pCTR bidding's CTR over untargeted fixed CPM's."""
@@ -161,8 +215,16 @@ class ExperimentResult:
             return _ratio(pctr.expected_clicks, base.expected_clicks)
         return _ratio(pctr.clicks, base.clicks)
 
+    def cpa_lift(self, expected: bool = False, arm: str = TARGET_CPA_ARM) -> float:
+        """issue 12: target CPA's conversions over target CPC's, both on the same budget."""
+        cpa, cpc = self.arms[arm], self.arms["tag_targeted_pctr"]
+        if expected:
+            return _ratio(cpa.expected_conversions, cpc.expected_conversions)
+        return _ratio(cpa.conversions, cpc.conversions)
+
     def to_dict(self) -> dict[str, object]:
         holdout = self.trained.holdout
+        cvr_holdout = None if self.cvr_trained is None else self.cvr_trained.holdout
         return {
             "arms": {name: arm.to_dict() for name, arm in self.arms.items()},
             "ratios": {
@@ -171,6 +233,13 @@ class ExperimentResult:
                 "expected_pctr_ctr_vs_untargeted": round(self.ctr_lift(True), 3),
                 "expected_pctr_clicks_per_budget_vs_tag_fixed": round(
                     self.clicks_per_budget_lift(True), 3
+                ),
+                "target_cpa_conversions_per_budget_vs_target_cpc": round(self.cpa_lift(), 3),
+                "expected_target_cpa_conversions_per_budget_vs_target_cpc": round(
+                    self.cpa_lift(True), 3
+                ),
+                "expected_oracle_target_cpa_conversions_per_budget_vs_target_cpc": round(
+                    self.cpa_lift(True, ORACLE_ARM), 3
                 ),
             },
             "holds": {
@@ -188,11 +257,29 @@ class ExperimentResult:
                 "train_rows": self.trained.train_rows,
                 "holdout": None if holdout is None else holdout.to_dict(),
             },
+            "cvr_model": {
+                "file": str(self.cvr_model_path) if self.config.cvr_model_path else None,
+                "train_rows": 0 if self.cvr_trained is None else self.cvr_trained.train_rows,
+                "holdout": None if cvr_holdout is None else cvr_holdout.to_dict(),
+                "error": self.cvr_error or None,
+            },
             "history": {name: arm.to_dict() for name, arm in self.history.items()},
             "target_cpc": round(self.target_cpc_micros / MICROS, 4),
+            "target_cpa": round(self.target_cpa_micros / MICROS, 4),
             "seed": self.config.seed,
             "seconds": round(self.seconds, 1),
         }
+
+
+def estimated_cpa_micros(history: ArmResult, cvr_model: CtrModel) -> int:
+    """What a history campaign paid per conversion, its conversions estimated by the pCVR
+    model over its clicks: a handful of counted conversions would make the target CPA (and
+    so the whole arm's bid level) a matter of luck. So the target-CPA arm's average bid
+    starts level with the target-CPC arm's, and only the pCVR's spread tells them apart."""
+    rows = history.clicked_rows or []
+    expected = float(cvr_model.predict_rows(rows).sum()) if rows else 0.0
+    per_conversion = history.spend_micros / expected if expected > 0 else history.spend_micros
+    return max(1, min(MAX_TARGET_MICROS, round(per_conversion)))
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -222,9 +309,16 @@ def campaign(
     tags: str | None,
     budget_micros: int,
     target_cpc_micros: int | None = None,
+    target_cpa_micros: int | None = None,
 ) -> Campaign:
-    if target_cpc_micros is None:
-        bid: dict[str, object] = {"strategy": "fixed_cpm", "cpm_micros": config.cpm_micros}
+    if target_cpa_micros is not None:  # issue 12
+        bid: dict[str, object] = {
+            "strategy": "target_cpa",
+            "target_cpa_micros": target_cpa_micros,
+            "max_cpm_micros": round(config.cpm_micros * config.cap_multiple),
+        }
+    elif target_cpc_micros is None:
+        bid = {"strategy": "fixed_cpm", "cpm_micros": config.cpm_micros}
     else:
         bid = {
             "strategy": "target_cpc",
@@ -276,6 +370,7 @@ class _Market:
         self.population = list(generate_population(config.devices, config.seed, taxonomy))
         self.profiles = {str(r["id"]): profile_of(r, taxonomy) for r in self.population}
         self.clicks = ClickModel(config.seed, taxonomy)
+        self.conversions = ConversionModel(config.seed, taxonomy)  # issue 12
         self.auction_type = FIRST_PRICE if config.auction == "first" else SECOND_PRICE
         self.rng = random.Random(config.seed + 7)
 
@@ -332,8 +427,10 @@ class _Market:
             price = line.price_micros / MICROS
             offers = [Bid("us", "us-bid", fate.imp_id, price)]
             offers += [Bid(name, f"{name}-bid", fate.imp_id, cpm) for name, cpm in fate.competition]
+            bid_event = None
             if events is not None:
-                events.append(self._bid_event(played, bid.imp.id, line, matcher))
+                bid_event = self._bid_event(played, bid.imp.id, line, matcher)
+                events.append(bid_event)
             outcome = run_auction(
                 {fate.imp_id: floors.get(fate.imp_id, 0.0)},
                 offers,
@@ -369,10 +466,39 @@ class _Market:
             )
             probability = self.clicks.probability(shown)
             result.expected_clicks += probability
+            result.expected_conversions += probability * self.conversions.probability(shown)
             if fate.click_u < probability:
                 result.clicks += 1
                 if events is not None:
                     events.append({"type": "click", "ts": ts + 4000, **base, "price": 0})
+                if result.clicked_rows is not None and bid_event is not None:
+                    result.clicked_rows.append(row_of(bid_event))
+                self._convert(shown, base, ts + 4000, result, events)
+
+    def _convert(
+        self,
+        shown: Shown,
+        base: Mapping[str, object],
+        click_ts: int,
+        result: ArmResult,
+        events: list[dict[str, Any]] | None,
+    ) -> None:
+        """issue 12: the click converts or not; in the history, a ``conversion`` event as
+        ``/conv`` records it (credited to the click, the auction id as the order id)."""
+        # Seeded by the click, not by draw order: the same click converts in every arm.
+        rng = random.Random(f"{self.config.seed}:conversion:{base['auction']}:{base['imp']}")
+        value = self.conversions.convert(rng, shown)
+        if value is None:
+            return
+        result.conversions += 1
+        result.conversion_value_micros += value
+        if events is not None:
+            events.append(
+                {
+                    **base, "type": "conversion", "ts": click_ts + CONVERSION_DELAY_MS,
+                    "price": value, "order": str(base["auction"]), "touch_ts": click_ts,
+                }
+            )  # fmt: skip
 
     @staticmethod
     def _bid_event(
@@ -390,6 +516,33 @@ class _Market:
             "site_cat": sorted(parsed.categories), "os": parsed.os,
             "w": line.creative.w, "h": line.creative.h,
         }  # fmt: skip
+
+
+class OracleCvr:
+    """The market's hidden conversion probability of a line's click, as a pCVR predictor
+    (``dsp.campaigns.index.ClickPredictor``): the diagnostic arm's, never a strategy's."""
+
+    def __init__(self, conversions: ConversionModel, taxonomy: Taxonomy) -> None:
+        self._conversions = conversions
+        self._codes = {tag.id: tag.code for tag in taxonomy}
+
+    def predict(
+        self, line: Line, tags: Mapping[int, int], request: BidRequest, imp: Imp
+    ) -> float | None:
+        codes = self._codes
+        shown = Shown(
+            tags={codes[t]: (None if s == UNSCORED else s) for t, s in tags.items() if t in codes},
+            ad_cat=line.creative.cat[0] if line.creative.cat else "",
+            w=line.creative.w,
+            h=line.creative.h,
+            kind="banner",
+            context_cat=(),
+            hour=0,
+        )
+        return self._conversions.probability(shown)
+
+    def maybe_reload(self) -> bool:
+        return False
 
 
 def write_archive(directory: Path, events: Iterable[dict[str, Any]]) -> int:
@@ -424,10 +577,13 @@ def _run(config: ExperimentConfig, root: Path, progress: bool) -> ExperimentResu
     world = _Market(config, taxonomy)
     archive = config.archive_dir or root / "events"
     model_path = config.model_path or root / "ctr-model.npz"
+    cvr_model_path = config.cvr_model_path or root / "cvr-model.npz"
 
     # 1. History: both fixed-CPM campaigns, unlimited budgets, every event archived.
     history = {
-        "history_tag_targeted": ArmResult("history_tag_targeted", UNLIMITED_MICROS),
+        "history_tag_targeted": ArmResult(
+            "history_tag_targeted", UNLIMITED_MICROS, clicked_rows=[]
+        ),
         "history_untargeted": ArmResult("history_untargeted", UNLIMITED_MICROS),
     }
     index = CampaignIndex.build(
@@ -460,12 +616,37 @@ def _run(config: ExperimentConfig, root: Path, progress: bool) -> ExperimentResu
         calibration_png=config.calibration_png,
         config=TrainConfig(),
     )
+    cvr_trained: Trained | None = None
+    cvr_error = ""
+    try:  # issue 12: pCVR, as `dsp ctr train --label conversion`
+        cvr_trained = train_archive(
+            archive,
+            cvr_model_path,
+            holdout_days=config.holdout_days,
+            config=TrainConfig(l2=config.cvr_l2),
+            label="conversion",
+        )
+    except TrainingError as error:  # a history without conversions: the arm cannot bid
+        cvr_error = str(error)
     tagged = history["history_tag_targeted"]
     target_cpc = round(tagged.spend_micros / tagged.clicks) if tagged.clicks else config.cpm_micros
+    target_cpa = (
+        target_cpc if cvr_trained is None else estimated_cpa_micros(tagged, cvr_trained.model)
+    )
+    # The oracle's target: what the campaign paid per conversion at the market's true CVR.
+    true_cvr = tagged.expected_conversions / tagged.expected_clicks if tagged.clicks else 0.0
+    oracle_cpa = min(
+        MAX_TARGET_MICROS, round(tagged.spend_micros / max(1.0, tagged.clicks * true_cvr))
+    )
 
     # 3. Test: the same fresh traffic for each strategy, the same budget.
     predictor = CtrPredictor(model_path, taxonomy)
     predictor.maybe_reload()
+    cvr_predictor: CtrPredictor | None = None  # without a model, target CPA does not bid
+    if cvr_trained is not None:
+        cvr_predictor = CtrPredictor(cvr_model_path, taxonomy, name="cvr")
+        cvr_predictor.maybe_reload()
+    oracle = OracleCvr(world.conversions, taxonomy)
     budget = config.budget_micros
     arms: dict[str, tuple[Campaign, bool]] = {
         "untargeted_fixed_cpm": (
@@ -486,6 +667,26 @@ def _run(config: ExperimentConfig, root: Path, progress: bool) -> ExperimentResu
             ),
             True,
         ),
+        TARGET_CPA_ARM: (
+            campaign(
+                TARGET_CPA_ARM,
+                config,
+                tags=config.targeting,
+                budget_micros=budget,
+                target_cpa_micros=target_cpa,
+            ),
+            True,
+        ),
+        ORACLE_ARM: (
+            campaign(
+                ORACLE_ARM,
+                config,
+                tags=config.targeting,
+                budget_micros=budget,
+                target_cpa_micros=oracle_cpa,
+            ),
+            True,
+        ),
     }
     test_day = config.history_days + 1
     test = list(world.requests(config.seed + 202, 1, config.test_requests, test_day, slim=True))
@@ -494,6 +695,7 @@ def _run(config: ExperimentConfig, root: Path, progress: bool) -> ExperimentResu
         arm_index = CampaignIndex.build([arm_campaign], taxonomy)
         if uses_model:
             arm_index.ctr = predictor
+            arm_index.cvr = oracle if name == ORACLE_ARM else cvr_predictor
         result = ArmResult(name, budget)
         world.rng = random.Random(config.seed + 7)
         with _bar(len(test), name, progress) as bar:
@@ -506,8 +708,9 @@ def _run(config: ExperimentConfig, root: Path, progress: bool) -> ExperimentResu
         results[name] = result
     seconds = time.perf_counter() - started
     outcome = ExperimentResult(
-        config, results, trained, history, target_cpc, seconds, archive, model_path
-    )
+        config, results, trained, history, target_cpc, seconds, archive, model_path,
+        cvr_trained, target_cpa, cvr_model_path, cvr_error,
+    )  # fmt: skip
     return outcome
 
 
@@ -522,10 +725,15 @@ def format_table(result: ExperimentResult) -> str:
         "spend $",
         "CPC $",
         "clicks/$budget",
+        "conv",
+        "exp. conv",
+        "CPA $",
+        "conv/$budget",
+        "exp. conv/$budget",
     )
     rows = [header]
     for name, arm in result.arms.items():
-        cpc = arm.cpc
+        cpc, cpa = arm.cpc, arm.cpa
         rows.append(
             (
                 name,
@@ -536,6 +744,11 @@ def format_table(result: ExperimentResult) -> str:
                 f"{arm.spend_micros / MICROS:.2f}",
                 "-" if cpc is None else f"{cpc:.3f}",
                 f"{arm.clicks_per_budget_unit:.3f}",
+                str(arm.conversions),
+                f"{arm.expected_conversions:.2f}",
+                "-" if cpa is None else f"{cpa:.2f}",
+                f"{arm.conversions_per_budget_unit():.4f}",
+                f"{arm.conversions_per_budget_unit(True):.4f}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -554,6 +767,24 @@ def format_table(result: ExperimentResult) -> str:
             f"on the same budget {result.clicks_per_budget_lift(expected):.2f}x "
             f"(needs >= {CLICKS_PER_BUDGET_LIFT_REQUIRED:g}x)"
         )
+    cvr = None if result.cvr_trained is None else result.cvr_trained.holdout
+    if result.cvr_error:
+        lines.append(f"pCVR model not trained: {result.cvr_error}; target CPA did not bid")
+    if cvr is not None:
+        auc = "n/a" if cvr.auc is None else f"{cvr.auc:.3f}"
+        lines.append(
+            f"pCVR model (held-out day): AUC {auc}, log loss {cvr.log_loss:.5f} "
+            f"(constant baseline {cvr.base_log_loss:.5f}), {cvr.rows} clicks, "
+            f"{cvr.clicks} conversions"
+        )
+    lines.append(
+        f"target CPA ${result.target_cpa_micros / MICROS:.2f} vs target CPC "
+        f"${result.target_cpc_micros / MICROS:.3f}: conversions per $ budget "
+        f"{result.cpa_lift():.2f}x (expected conversions {result.cpa_lift(True):.2f}x); "
+        f"with the market's own CVR as pCVR (oracle, a diagnostic) "
+        f"{result.cpa_lift(False, ORACLE_ARM):.2f}x "
+        f"(expected {result.cpa_lift(True, ORACLE_ARM):.2f}x)"
+    )
     return "\n".join(lines)
 
 

@@ -152,6 +152,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     live = LiveCampaigns(app[TAXONOMY], budget)
     if settings.ctr_model:  # pCTR for target-CPC lines, reloaded when the file changes
         live.ctr = CtrPredictor(Path(settings.ctr_model), app[TAXONOMY])
+    if settings.cvr_model:  # pCVR for target-CPA lines, reloaded the same way
+        live.cvr = CtrPredictor(Path(settings.cvr_model), app[TAXONOMY], name="cvr")
     await live.refresh(redis)
     # issue 6: rotating link keys (newest first) when configured
     signing = settings.signing_keys or await _signing_key(redis, settings.signing_key)

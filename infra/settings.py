@@ -90,6 +90,9 @@ class Settings:
     shed_lag_ms: int = 30
     # A CTR model file (``dsp ctr train --out``) for target-CPC lines; "" : none (prior CTR).
     ctr_model: str = ""
+    # issue 12: a pCVR model file (``dsp ctr train --label conversion``) for target-CPA lines;
+    # "" : none, and target-CPA lines do not bid.
+    cvr_model: str = ""
     redis_max_connections: int = 64
     event_stream_maxlen: int = 1_000_000
     campaign_refresh_s: float = 0.25
@@ -154,6 +157,7 @@ class Settings:
             tmax_margin_ms=_int(environ, "DSP_TMAX_MARGIN_MS", base.tmax_margin_ms),
             shed_lag_ms=_int(environ, "DSP_SHED_LAG_MS", base.shed_lag_ms),
             ctr_model=environ.get("DSP_CTR_MODEL", base.ctr_model),
+            cvr_model=environ.get("DSP_CVR_MODEL", base.cvr_model),
             event_stream_maxlen=_int(environ, "DSP_EVENT_STREAM_MAXLEN", base.event_stream_maxlen),
             campaign_refresh_s=_float(environ, "DSP_CAMPAIGN_REFRESH_S", base.campaign_refresh_s),
             notice_timeout_s=_float(environ, "DSP_NOTICE_TIMEOUT_S", base.notice_timeout_s),

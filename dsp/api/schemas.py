@@ -74,9 +74,19 @@ _TARGET_CPC = _obj(
     },
     ("strategy", "target_cpc_micros", "max_cpm_micros"),
 )
+_TARGET_CPA = _obj(  # issue 12
+    {
+        "strategy": {"const": "target_cpa"},
+        "target_cpa_micros": BID_MICROS,
+        "max_cpm_micros": BID_MICROS,
+    },
+    ("strategy", "target_cpa_micros", "max_cpm_micros"),
+)
 BID: Schema = {
-    "description": "Fixed CPM, or target CPC times the predicted CTR capped at max_cpm_micros.",
-    "oneOf": [_FIXED_CPM, _TARGET_CPC],
+    "description": "Fixed CPM; target CPC times the predicted CTR; or target CPA times the "
+    "predicted CTR times the predicted conversion rate (no bid while no pCVR model is "
+    "loaded). Both targets are capped at max_cpm_micros.",
+    "oneOf": [_FIXED_CPM, _TARGET_CPC, _TARGET_CPA],
 }
 BUDGET: Schema = {
     **_obj({"total_micros": MICROS, "daily_micros": MICROS}, ("total_micros",)),
@@ -162,6 +172,11 @@ CAMPAIGN_INPUT: Schema = _obj(
         },
         "targeting": ref("Targeting"),
         "creative_ids": _list(OBJECT_ID, 100, min_items=1),
+        "click_window_days": {  # issue 12
+            **_int(1, 30),
+            "default": 7,
+            "description": "conversions are credited to a click up to this many days after it",
+        },
     },
     ("name", "bid", "budget", "creative_ids"),
 )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from dmp.profile import Profile
 from dsp.bidder.openrtb import BidRequest, Imp
-from dsp.campaigns.index import CampaignIndex, Line, bid_price_micros
+from dsp.campaigns.index import PRIOR_CTR, CampaignIndex, Line, bid_price_micros
 from dsp.campaigns.model import BidStrategy
 
 _NO_TAGS: Mapping[int, int] = {}
@@ -70,6 +70,10 @@ def _price(line: Line, imp: Imp, ctx: _Context) -> int:
         return line.price_micros
     predictor = ctx.index.ctr
     predicted = None if predictor is None else predictor.predict(line, ctx.tags, ctx.request, imp)
+    if line.campaign.strategy is BidStrategy.TARGET_CPA:  # issue 12: x pCVR; none: no bid
+        cvr = ctx.index.cvr
+        pcvr = None if cvr is None else cvr.predict(line, ctx.tags, ctx.request, imp)
+        return bid_price_micros(line.campaign, PRIOR_CTR if predicted is None else predicted, pcvr)
     if predicted is None:
         return line.price_micros  # the prior CTR's price, worked out when the index was built
     return bid_price_micros(line.campaign, predicted)

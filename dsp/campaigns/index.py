@@ -22,6 +22,7 @@ from dmp.taxonomy import Taxonomy
 from dsp.bidder.openrtb import BidRequest, Imp
 from dsp.campaigns.dimensions import Allow, Block, Circles
 from dsp.campaigns.model import BidStrategy, Campaign, Creative, CreativeFormat, FrequencyCap
+from dsp.conversions.cvr import target_cpa_bid_micros
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,24 @@ class Line:
     cap: FrequencyCap | None
 
 
-def bid_price_micros(campaign: Campaign, predicted_ctr: float = PRIOR_CTR) -> int:
-    """CPM in USD micros: fixed, or target CPC x predicted CTR x 1000, capped."""
-    if campaign.strategy is BidStrategy.FIXED_CPM:
+def bid_price_micros(
+    campaign: Campaign, predicted_ctr: float = PRIOR_CTR, predicted_cvr: float | None = None
+) -> int:
+    """CPM in USD micros: fixed, target CPC x pCTR x 1000, or target CPA x pCTR x pCVR x
+    1000, capped at the campaign's max CPM.
+
+    issue 12: a target-CPA line has no prior conversion rate: without a pCVR
+    (``predicted_cvr`` None: no pCVR model loaded) its price is 0, and a 0 price is no bid.
+    """
+    strategy = campaign.strategy
+    if strategy is BidStrategy.FIXED_CPM:
         return campaign.cpm_micros
+    if strategy is BidStrategy.TARGET_CPA:
+        if predicted_cvr is None:
+            return 0
+        return target_cpa_bid_micros(
+            campaign.target_cpa_micros, predicted_ctr, predicted_cvr, campaign.cpm_micros
+        )
     return min(campaign.cpm_micros, int(campaign.target_cpc_micros * predicted_ctr * 1000))
 
 
@@ -83,6 +98,9 @@ class CampaignIndex:
         self.member_tags: dict[str, int] = {}  # member audience id -> its pseudo tag
         # issue 8: target-CPC lines price each bid with it; None: they bid at PRIOR_CTR.
         self.ctr: ClickPredictor | None = None
+        # issue 12: target-CPA lines' pCVR (a ``dsp.ctr.predictor`` over a pCVR model file);
+        # None: they do not bid.
+        self.cvr: ClickPredictor | None = None
         for line in lines:
             self._add(line)
 

@@ -44,6 +44,9 @@ class LiveCampaigns:
         # issue 8: the CTR model target-CPC lines bid with (``dsp.ctr.predictor``); the
         # refresh reloads its file when it changed, so a retrained model needs no restart.
         self.ctr: ClickPredictor | None = None
+        # issue 12: the pCVR model target-CPA lines bid with, reloaded the same way; None:
+        # target-CPA lines do not bid.
+        self.cvr: ClickPredictor | None = None
 
     async def refresh(self, redis: Redis, now: float | None = None) -> None:
         async with redis.pipeline(transaction=False) as pipe:
@@ -59,17 +62,18 @@ class LiveCampaigns:
             self.audiences_version = audiences_version
             self.by_id = {campaign.id: campaign for campaign in campaigns}
             log.info("campaigns loaded", extra={"version": version, "lines": len(self.index.lines)})
-        if self.ctr is not None:
-            self._reload_ctr(self.ctr)
-        self.index.ctr = self.ctr
+        for model in (self.ctr, self.cvr):
+            if model is not None:
+                self._reload_model(model)
+        self.index.ctr, self.index.cvr = self.ctr, self.cvr
         await self._refresh_moment(redis, time.time() if now is None else now)
 
     @staticmethod
-    def _reload_ctr(ctr: ClickPredictor) -> None:
+    def _reload_model(model: ClickPredictor) -> None:
         try:
-            ctr.maybe_reload()  # one stat() unless the file changed
+            model.maybe_reload()  # one stat() unless the file changed
         except Exception:  # a bad model file must not stop the campaign refresh
-            log.exception("ctr model reload failed")
+            log.exception("model reload failed")
 
     async def _refresh_moment(self, redis: Redis, now: float) -> None:
         active = [c for c in self.campaigns if c.active]

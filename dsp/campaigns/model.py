@@ -24,6 +24,9 @@ class Status(StrEnum):
 class BidStrategy(StrEnum):
     FIXED_CPM = "fixed_cpm"
     TARGET_CPC = "target_cpc"  # bid = target CPC x predicted CTR, capped at max_cpm
+    # issue 12: bid = target CPA x predicted CTR x predicted CVR, capped at max_cpm; no bid
+    # without a pCVR model (``dsp.campaigns.index.bid_price_micros``)
+    TARGET_CPA = "target_cpa"
 
 
 class Billing(StrEnum):
@@ -102,7 +105,7 @@ class Campaign:
     name: str
     status: Status
     strategy: BidStrategy
-    cpm_micros: int  # fixed CPM, or the cap of a target-CPC bid
+    cpm_micros: int  # fixed CPM, or the cap of a target-CPC or target-CPA bid
     target_cpc_micros: int
     budget_total_micros: int
     budget_daily_micros: int
@@ -114,6 +117,7 @@ class Campaign:
     billing: Billing = Billing.NURL
     pacing: Pacing = Pacing.ASAP
     click_window_days: int = 7  # issue 12: conversions credited to a click this long after it
+    target_cpa_micros: int = 0  # issue 12: what a target-CPA campaign pays per conversion
 
     @property
     def active(self) -> bool:

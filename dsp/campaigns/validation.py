@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
+from dataclasses import dataclass
 
 from dmp.errors import DmpError
 from dmp.tag_expression import parse
@@ -209,13 +210,29 @@ def _timezone(reader: Reader) -> str:
     return name
 
 
-def _bid(reader: Reader) -> tuple[BidStrategy, int, int]:
+_MAX_BID_MICROS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Bid:
+    strategy: BidStrategy
+    cpm_micros: int  # the fixed CPM, or the cap of a target bid
+    target_cpc_micros: int = 0
+    target_cpa_micros: int = 0
+
+
+def _bid(reader: Reader) -> _Bid:
     bid = reader.child("bid")
     strategy = bid.choice("strategy", BidStrategy, "fixed_cpm")
     if strategy is BidStrategy.FIXED_CPM:
-        return strategy, bid.integer("cpm_micros", minimum=1, maximum=1_000_000_000), 0
-    target = bid.integer("target_cpc_micros", minimum=1, maximum=1_000_000_000)
-    return strategy, bid.integer("max_cpm_micros", minimum=1, maximum=1_000_000_000), target
+        return _Bid(strategy, bid.integer("cpm_micros", minimum=1, maximum=_MAX_BID_MICROS))
+    if strategy is BidStrategy.TARGET_CPA:  # issue 12
+        target = bid.integer("target_cpa_micros", minimum=1, maximum=_MAX_BID_MICROS)
+        cap = bid.integer("max_cpm_micros", minimum=1, maximum=_MAX_BID_MICROS)
+        return _Bid(strategy, cap, target_cpa_micros=target)
+    target = bid.integer("target_cpc_micros", minimum=1, maximum=_MAX_BID_MICROS)
+    cap = bid.integer("max_cpm_micros", minimum=1, maximum=_MAX_BID_MICROS)
+    return _Bid(strategy, cap, target_cpc_micros=target)
 
 
 def campaign_from_dict(data: object) -> Campaign:
@@ -230,7 +247,7 @@ def campaign_from_dict(data: object) -> Campaign:
     daily = budget.integer("daily_micros", minimum=1, default=total)
     if daily > total:
         raise InvalidCampaign("budget.daily_micros", "must not exceed budget.total_micros")
-    strategy, cpm, target_cpc = _bid(reader)
+    bid = _bid(reader)
     start, end = _instant(reader, "start"), _instant(reader, "end")
     if start is not None and end is not None and end <= start:
         raise InvalidCampaign("end", "must be after start")
@@ -239,9 +256,9 @@ def campaign_from_dict(data: object) -> Campaign:
         advertiser_id=reader.text("advertiser_id", max_len=64),
         name=reader.text("name", max_len=200),
         status=reader.choice("status", Status, "active"),
-        strategy=strategy,
-        cpm_micros=cpm,
-        target_cpc_micros=target_cpc,
+        strategy=bid.strategy,
+        cpm_micros=bid.cpm_micros,
+        target_cpc_micros=bid.target_cpc_micros,
         budget_total_micros=total,
         budget_daily_micros=daily,
         targeting=_targeting(reader.child("targeting")),
@@ -252,4 +269,5 @@ def campaign_from_dict(data: object) -> Campaign:
         billing=reader.choice("billing", Billing, "nurl"),
         pacing=reader.choice("pacing", Pacing, "asap"),
         click_window_days=reader.integer("click_window_days", minimum=1, maximum=30, default=7),
+        target_cpa_micros=bid.target_cpa_micros,
     )

@@ -1,4 +1,4 @@
-"""issue 12, item 4 (not wired yet): the pCVR model and the target-CPA bid price.
+"""issue 12, item 4: the pCVR model and the target-CPA bid price.
 
 The pCVR model is the CTR model's logistic regression (``dsp.ctr.model``, same hashed
 features, same trainer and holdout by day, same model file format) over other rows: every
@@ -7,44 +7,21 @@ a click-through ``conversion`` event names the same auction and imp. So pCTR x p
 probability that a shown ad is clicked and then converts.
 
 A target-CPA campaign bids ``target CPA x pCTR x pCVR`` per impression (x 1000 for a CPM),
-capped at its ``max_cpm_micros``, as a target-CPC campaign bids ``target CPC x pCTR``.
+capped at its ``max_cpm_micros``, as a target-CPC campaign bids ``target CPC x pCTR``
+(``dsp.campaigns.index.bid_price_micros``). Train the model with ``dsp ctr train --label
+conversion``; a bidder loads it as it loads the CTR model (``DSP_CVR_MODEL``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dsp.ctr.dataset import MS_PER_DAY, Examples
-from dsp.ctr.features import row_of
+from dsp.ctr.dataset import join_conversions
 from dsp.ctr.model import TrainConfig
 from dsp.ctr.training import Trained, fit
 
-Key = tuple[str, str]
-
-
-def join_clicks(events: Iterable[dict[str, object]]) -> Examples:
-    """Clicked bids with their conversion label, in bid order."""
-    bids: dict[Key, dict[str, object]] = {}
-    clicked: set[Key] = set()
-    converted: set[Key] = set()
-    for event in events:
-        kind = event.get("type")
-        key = (str(event.get("auction", "")), str(event.get("imp", "")))
-        if kind == "bid":
-            bids.setdefault(key, event)
-        elif kind == "click":
-            clicked.add(key)
-        elif kind == "conversion":
-            converted.add(key)
-    rows, labels, days = [], [], []
-    for key, event in bids.items():
-        if key not in clicked:
-            continue
-        rows.append(row_of(event))
-        labels.append(1 if key in converted else 0)
-        ts = event.get("ts")
-        days.append(ts // MS_PER_DAY if isinstance(ts, int) else 0)
-    return Examples(rows, labels, days)
+# Clicked bids with their conversion label, in bid order (kept here under its first name).
+join_clicks = join_conversions
 
 
 def fit_cvr(

@@ -1,7 +1,12 @@
-"""``dsp ctr train``: retrain the CTR model from the event archive.
+"""``dsp ctr train``: retrain the CTR model (or the pCVR model) from the event archive.
 
     dsp ctr train --archive DATA/events --out ctr-model.npz --holdout-days 1 \
         --calibration-png calibration.png
+    dsp ctr train --label conversion --archive DATA/events --out cvr-model.npz
+
+``--label conversion`` (issue 12) trains the pCVR model target-CPA campaigns bid with: the
+same features and file format, over the clicked bids, labelled by their click-through
+conversion. A bidder loads it from ``DSP_CVR_MODEL`` (the CTR model: ``DSP_CTR_MODEL``).
 
 Prints the held-out AUC and log loss (and a constant-rate baseline's log loss), then one
 JSON line. A bidder given the model file reloads it within a refresh interval. Also runs
@@ -18,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from dsp.ctr.dataset import LABELS
 from dsp.ctr.features import DEFAULT_BITS
 from dsp.ctr.model import TrainConfig
 from dsp.ctr.training import TrainingError, train_archive
@@ -38,7 +44,15 @@ def add_ctr_command(subparsers: Any) -> argparse.ArgumentParser:
         help="train from an archive, print held-out AUC and log loss",
         description="Train logistic regression on hashed tag x creative x context features "
         "from an event archive; print AUC and log loss on the held-out days; write the "
-        "model file (atomically) and a calibration chart.",
+        "model file (atomically) and a calibration chart. --label click (default) learns "
+        "pCTR over shown bids; --label conversion learns pCVR over clicked bids.",
+    )
+    train.add_argument(
+        "--label",
+        choices=sorted(LABELS),
+        default="click",
+        help="what to predict: click (pCTR, for target CPC) or conversion (pCVR, for target "
+        "CPA); default click",
     )
     train.add_argument("--archive", type=Path, required=True, help="event archive directory")
     train.add_argument("--out", type=Path, required=True, help="model file to write (.npz)")
@@ -72,12 +86,14 @@ def run_ctr(args: argparse.Namespace, *_: object) -> int:
             calibration_png=args.calibration_png,
             config=config,
             progress=not args.no_progress,
+            label=args.label,
         )
     except (TrainingError, OSError) as error:
         print(f"dsp ctr: {error}", file=sys.stderr)
         return 2
     summary: dict[str, object] = {
         "model": str(args.out),
+        "label": args.label,
         "train_rows": trained.train_rows,
         "train_days": len(trained.train_days),
         "holdout_days": len(trained.holdout_days),
@@ -85,9 +101,13 @@ def run_ctr(args: argparse.Namespace, *_: object) -> int:
     evaluation = trained.holdout
     if evaluation is not None:
         auc_text = "n/a" if evaluation.auc is None else f"{evaluation.auc:.4f}"
+        rows, positives = (
+            ("clicks", "conversions") if args.label == "conversion" else ("impressions", "clicks")
+        )
         print(
-            f"held-out {len(trained.holdout_days)} day(s): {evaluation.rows} impressions, "
-            f"{evaluation.clicks} clicks, AUC {auc_text}, log loss {evaluation.log_loss:.5f} "
+            f"held-out {len(trained.holdout_days)} day(s): {evaluation.rows} {rows}, "
+            f"{evaluation.clicks} {positives}, AUC {auc_text}, "
+            f"log loss {evaluation.log_loss:.5f} "
             f"(constant-rate baseline {evaluation.base_log_loss:.5f})"
         )
         summary["holdout"] = evaluation.to_dict()

@@ -4,12 +4,15 @@ A row is a bid that was shown: a bid event whose (auction, imp) also has an ``im
 (the impression pixel), or, in an archive without impression events, a ``win`` event. Its
 label is 1 when a ``click`` event has the same key (``invalid_click`` events do not count).
 Rows carry their UTC day, so the trainer can hold out the last days.
+
+issue 12: the pCVR model's rows (``join_conversions``) are the bids that were *clicked*,
+labelled 1 when a click-through ``conversion`` event names the same auction and imp.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,17 +64,48 @@ def join(events: Iterable[dict[str, object]]) -> Examples:
     return Examples(rows, labels, days)
 
 
-def read_examples(directory: Path, *, progress: bool = False) -> Examples:
-    """``join`` over every event of the archive in ``directory``."""
+def join_conversions(events: Iterable[dict[str, object]]) -> Examples:
+    """issue 12: clicked bids with their conversion label, in bid order."""
+    bids: dict[tuple[str, str], dict[str, object]] = {}
+    clicked: set[tuple[str, str]] = set()
+    converted: set[tuple[str, str]] = set()
+    for event in events:
+        kind = event.get("type")
+        key = (str(event.get("auction", "")), str(event.get("imp", "")))
+        if kind == "bid":
+            bids.setdefault(key, event)
+        elif kind == "click":
+            clicked.add(key)
+        elif kind == "conversion":
+            converted.add(key)
+    rows, labels, days = [], [], []
+    for key, event in bids.items():
+        if key not in clicked:
+            continue
+        rows.append(row_of(event))
+        labels.append(1 if key in converted else 0)
+        ts = event.get("ts")
+        days.append(ts // MS_PER_DAY if isinstance(ts, int) else 0)
+    return Examples(rows, labels, days)
 
-    def events() -> Iterable[dict[str, object]]:
-        lines = tqdm(read_archive(directory), unit="ev", file=sys.stderr, disable=not progress)
-        for line in lines:
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
-                yield event
 
-    return join(events())
+Joiner = Callable[[Iterable[dict[str, object]]], Examples]
+# What a model learns: "click" (pCTR, over shown bids) or "conversion" (pCVR, over clicks).
+LABELS: dict[str, Joiner] = {"click": join, "conversion": join_conversions}
+
+
+def read_events(directory: Path, *, progress: bool = False) -> Iterable[dict[str, object]]:
+    """Every event of the archive in ``directory`` (lines that are not JSON objects skipped)."""
+    lines = tqdm(read_archive(directory), unit="ev", file=sys.stderr, disable=not progress)
+    for line in lines:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            yield event
+
+
+def read_examples(directory: Path, *, progress: bool = False, label: str = "click") -> Examples:
+    """``join`` (or the ``label``'s joiner) over every event of the archive in ``directory``."""
+    return LABELS[label](read_events(directory, progress=progress))

@@ -30,6 +30,8 @@ from dsp.events.tags import TagMatcher
 log = logging.getLogger(__name__)
 
 MAX_CACHED = 100_000  # scorers and context values kept per model before starting afresh
+# issue 12: what a predictor's model file must have been trained on (``dsp ctr train --label``)
+MODEL_LABEL = {"ctr": "click", "cvr": "conversion"}
 
 
 class LineScorer:
@@ -90,10 +92,14 @@ class _State:
 
 
 class CtrPredictor:
-    """Click probabilities for the bidder's lines from the model file at ``path``."""
+    """Click probabilities for the bidder's lines from the model file at ``path``.
 
-    def __init__(self, path: Path, taxonomy: Taxonomy) -> None:
+    issue 12: a pCVR model file has the same format and features, so the same class gives
+    target-CPA lines their conversion probability given a click."""
+
+    def __init__(self, path: Path, taxonomy: Taxonomy, name: str = "ctr") -> None:
         self.path = path
+        self.name = name  # issue 12: "cvr" for a pCVR model (same file format), in the logs
         self._tags = TagMatcher(taxonomy)  # the tags a line's expression looks at
         # One attribute swapped whole: a reader sees the old state or the new, never half.
         self._state = _State(None, None)
@@ -115,11 +121,21 @@ class CtrPredictor:
         try:
             model = CtrModel.load(self.path)
         except ModelFileError as error:
-            log.warning("ctr model not loaded", extra={"path": str(self.path), "error": str(error)})
+            log.warning(
+                f"{self.name} model not loaded", extra={"path": str(self.path), "error": str(error)}
+            )
+            return False
+        label = model.meta.get("label", "click")  # files from before issue 12 carry none
+        if label != MODEL_LABEL.get(self.name, label):
+            log.warning(
+                f"{self.name} model not loaded: the file is a {label} model",
+                extra={"path": str(self.path)},
+            )
             return False
         self._state = _State(model, stamp)
         self.loads += 1
-        log.info("ctr model loaded", extra={"path": str(self.path), "rows": model.meta.get("rows")})
+        rows = model.meta.get("rows")
+        log.info(f"{self.name} model loaded", extra={"path": str(self.path), "rows": rows})
         return True
 
     def scorer(self, line: Line) -> LineScorer | None:

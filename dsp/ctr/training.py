@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsp.ctr.dataset import Examples, read_examples
+from dsp.ctr.dataset import LABELS, Examples, read_examples
 from dsp.ctr.model import CtrModel, Design, TrainConfig, auc, calibration, log_loss, train
 
 DEFAULT_CONFIG = TrainConfig()
@@ -45,11 +45,17 @@ class Trained:
     holdout: Evaluation | None
 
 
-def split_days(examples: Examples, holdout_days: int) -> tuple[list[int], list[int]]:
+# What the rows of each label are, for the error that there are none.
+ROWS_OF = {"click": "shown bids", "conversion": "clicked bids"}
+
+
+def split_days(
+    examples: Examples, holdout_days: int, label: str = "click"
+) -> tuple[list[int], list[int]]:
     """Row numbers of the training days and of the last ``holdout_days`` days."""
     days = sorted(set(examples.days))
     if not days:
-        raise TrainingError("the archive holds no shown bids to learn from")
+        raise TrainingError(f"the archive holds no {ROWS_OF.get(label, 'rows')} to learn from")
     if holdout_days and len(days) <= holdout_days:
         raise TrainingError(
             f"the archive covers {len(days)} day(s): holding out {holdout_days} leaves none"
@@ -60,11 +66,21 @@ def split_days(examples: Examples, holdout_days: int) -> tuple[list[int], list[i
     return train_rows, test_rows
 
 
-def fit(examples: Examples, holdout_days: int, config: TrainConfig = DEFAULT_CONFIG) -> Trained:
+def fit(
+    examples: Examples,
+    holdout_days: int,
+    config: TrainConfig = DEFAULT_CONFIG,
+    label: str = "click",
+) -> Trained:
     """Train on every day but the last ``holdout_days`` and evaluate on those."""
-    train_rows, test_rows = split_days(examples, holdout_days)
+    train_rows, test_rows = split_days(examples, holdout_days, label)
     rows = [examples.rows[i] for i in train_rows]
     labels = [examples.labels[i] for i in train_rows]
+    if not any(labels):
+        raise TrainingError(
+            f"the training days hold {len(rows)} {ROWS_OF.get(label, 'rows')} and no "
+            f"{label}: nothing to learn from"
+        )
     model = train(Design.build(rows, labels, config.bits), config)
     evaluation = None
     if test_rows:
@@ -97,19 +113,27 @@ def train_archive(
     calibration_png: Path | None = None,
     config: TrainConfig = DEFAULT_CONFIG,
     progress: bool = False,
+    label: str = "click",
 ) -> Trained:
-    """The whole retraining: read, fit, write the model (atomically) and the chart."""
+    """The whole retraining: read, fit, write the model (atomically) and the chart.
+
+    ``label`` "click" trains pCTR over shown bids; "conversion" (issue 12) trains pCVR over
+    clicked bids, labelled by their click-through conversion."""
+    if label not in LABELS:
+        raise TrainingError(f"unknown label {label!r}: expected one of {', '.join(LABELS)}")
     if not archive.is_dir():
         raise TrainingError(f"{archive} is not a directory")
-    trained = fit(read_examples(archive, progress=progress), holdout_days, config)
+    examples = read_examples(archive, progress=progress, label=label)
+    trained = fit(examples, holdout_days, config, label)
+    trained.model.meta["label"] = label
     trained.model.save(out)
     if calibration_png is not None:
-        calibration_chart(trained, calibration_png)
+        calibration_chart(trained, calibration_png, "CVR" if label == "conversion" else "CTR")
     return trained
 
 
-def calibration_chart(trained: Trained, path: Path) -> None:
-    """Mean predicted CTR against observed CTR per decile of the held-out rows."""
+def calibration_chart(trained: Trained, path: Path, rate: str = "CTR") -> None:
+    """Mean predicted rate (CTR, or CVR) against observed per decile of the held-out rows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,9 +153,9 @@ def calibration_chart(trained: Trained, path: Path) -> None:
         ax.plot(predicted, observed, marker="o", color="#1f6feb", label="held-out deciles")
     ax.set_xlim(0, top * 100)
     ax.set_ylim(0, top * 100)
-    ax.set_xlabel("predicted CTR (%)")
-    ax.set_ylabel("observed CTR (%)")
-    title = "CTR model calibration"
+    ax.set_xlabel(f"predicted {rate} (%)")
+    ax.set_ylabel(f"observed {rate} (%)")
+    title = f"{rate} model calibration"
     if evaluation is not None:
         auc_text = "n/a" if evaluation.auc is None else f"{evaluation.auc:.3f}"
         title += f"\nAUC {auc_text}, log loss {evaluation.log_loss:.4f} ({evaluation.rows} rows)"

@@ -34,9 +34,10 @@ export async function campaignForm(id) {
     status: select([["active", "Active"], ["paused", "Paused"]], current.status),
     start: h("input", { type: "datetime-local", value: localInput(current.start), "data-field": "start" }),
     end: h("input", { type: "datetime-local", value: localInput(current.end), "data-field": "end" }),
-    strategy: select([["fixed_cpm", "Fixed CPM"], ["target_cpc", "Target CPC"]], current.bid.strategy),
+    strategy: select([["fixed_cpm", "Fixed CPM"], ["target_cpc", "Target CPC"], ["target_cpa", "Target CPA"]], current.bid.strategy),
     cpm: h("input", { type: "number", min: "0.001", step: "0.001", value: fromMicros(current.bid.cpm_micros ?? 2000000), "data-field": "bid.cpm_micros" }),
     cpc: h("input", { type: "number", min: "0.001", step: "0.001", value: fromMicros(current.bid.target_cpc_micros ?? 500000), "data-field": "bid.target_cpc_micros" }),
+    cpa: h("input", { type: "number", min: "0.001", step: "0.001", value: fromMicros(current.bid.target_cpa_micros ?? 20000000), "data-field": "bid.target_cpa_micros" }),
     maxCpm: h("input", { type: "number", min: "0.001", step: "0.001", value: fromMicros(current.bid.max_cpm_micros ?? 5000000), "data-field": "bid.max_cpm_micros" }),
     total: h("input", { type: "number", min: "0.01", step: "0.01", required: true, value: fromMicros(current.budget.total_micros), "data-field": "budget.total_micros" }),
     daily: h("input", { type: "number", min: "0.01", step: "0.01", value: fromMicros(current.budget.daily_micros), "data-field": "budget.daily_micros" }),
@@ -52,7 +53,9 @@ export async function campaignForm(id) {
   const bidFields = h("div", { class: "row" });
   const showBid = () => bidFields.replaceChildren(...(c.strategy.value === "fixed_cpm"
     ? [field("CPM (USD per 1,000 impressions)", c.cpm)]
-    : [field("Target CPC (USD per click)", c.cpc), field("Max CPM (USD)", c.maxCpm)]));
+    : c.strategy.value === "target_cpa"
+      ? [field("Target CPA (USD per conversion)", c.cpa), field("Max CPM (USD)", c.maxCpm)]
+      : [field("Target CPC (USD per click)", c.cpc), field("Max CPM (USD)", c.maxCpm)]));
   c.strategy.addEventListener("change", showBid);
   showBid();
 
@@ -66,7 +69,9 @@ export async function campaignForm(id) {
     }
     out.bid = c.strategy.value === "fixed_cpm"
       ? { strategy: "fixed_cpm", cpm_micros: toMicros(c.cpm.value) }
-      : { strategy: "target_cpc", target_cpc_micros: toMicros(c.cpc.value), max_cpm_micros: toMicros(c.maxCpm.value) };
+      : c.strategy.value === "target_cpa"
+        ? { strategy: "target_cpa", target_cpa_micros: toMicros(c.cpa.value), max_cpm_micros: toMicros(c.maxCpm.value) }
+        : { strategy: "target_cpc", target_cpc_micros: toMicros(c.cpc.value), max_cpm_micros: toMicros(c.maxCpm.value) };
     out.budget = { total_micros: toMicros(c.total.value) };
     if (c.daily.value) out.budget.daily_micros = toMicros(c.daily.value);
     out.pacing = c.pacing.value;

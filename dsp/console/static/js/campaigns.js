@@ -8,6 +8,7 @@ function today() {
 
 function bidText(bid) {
   if (bid.strategy === "fixed_cpm") return `${money(bid.cpm_micros)} CPM`;
+  if (bid.strategy === "target_cpa") return `${money(bid.target_cpa_micros)} CPA (max ${money(bid.max_cpm_micros)} CPM)`;
   return `${money(bid.target_cpc_micros)} CPC (max ${money(bid.max_cpm_micros)} CPM)`;
 }
 
