@@ -27,7 +27,7 @@ from dsp.api.records import ADMIN, ADVERTISER, Record, utc_now
 from dsp.api.validation import Validators
 from dsp.errors import ApiError, ObjectNotFound
 from infra import keys
-from infra.redis_client import redis_client
+from infra.redis_client import is_cluster, redis_client
 from infra.settings import Settings
 from infra.tokens import create_token
 
@@ -116,10 +116,17 @@ async def revoke_api_token(
     if raw is None or tid is None:
         return False
     digest = orjson.loads(raw)["digest"]
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.api_token("dsp", digest))
-        pipe.hdel(registry, tid)
-        await pipe.execute()
+    if is_cluster(redis):
+        # The token and the registry are in two slots: the token goes first, so it stops
+        # working at once; a crash before the second step leaves it listed, and revoking it
+        # again finishes the job.
+        await redis.delete(keys.api_token("dsp", digest))
+        await redis.hdel(registry, tid)
+    else:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.api_token("dsp", digest))
+            pipe.hdel(registry, tid)
+            await pipe.execute()
     await _audit_token(redis, advertiser_id, tid, "revoke")
     return True
 

@@ -259,3 +259,32 @@ def device_touches(digest: bytes) -> bytes:
     """A device's last counted click and impression per campaign (view-through attribution):
     field ``<campaign>|<click|imp>``, the event JSON; beside the device's profile."""
     return _beside_profile(b"dsp:t", digest)
+
+
+# issue 9 follow-up: the advertiser API and conversions on Redis Cluster (docs/SCALING.md).
+
+
+def advertiser_unpublished(advertiser_id: str) -> str:
+    """Hash of an advertiser's campaign payloads saved but not yet known published to the
+    bidders (cluster only): campaign id -> ``<advertiser revision>|<payload JSON>``. Written
+    in the same script as the change (its ``{adv:ID}`` slot), cleared once ``CAMPAIGNS`` has
+    the payload, so a process dying in between leaves the work for the next one."""
+    return f"dsp:{{adv:{advertiser_id}}}:unpublished"
+
+
+# Hash beside ``CAMPAIGNS``: campaign id -> the advertiser revision of the payload it holds
+# (cluster only). A publication of an older revision than the one stored changes nothing, so
+# two writers publishing out of order, or a republication, never put back an old payload.
+CAMPAIGNS_REVISIONS = b"{dsp:campaigns}:revisions"
+
+
+def conversion_logged(scope: str, dedup_id: str) -> str:
+    """Cluster: marks a conversion whose event is in the stream, beside the stream (its slot),
+    so the once-only check and the append are one script. Holds what the campaign's
+    counters need, for a repeat to finish a count its first try could not."""
+    return f"dsp:{{dsp:events}}:conv:{scope}:{dedup_id}"
+
+
+def conversion_counted(campaign_id: str, scope: str, dedup_id: str) -> str:
+    """Cluster: marks a conversion counted in its campaign's counters (the ``{c:ID}`` slot)."""
+    return f"dsp:{{c:{campaign_id}}}:conv:{scope}:{dedup_id}"

@@ -18,14 +18,19 @@ transaction, and reaches every bidder through the stored campaign payloads they 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from dsp.api import insights, objects, reports  # issue 11: insights (console's DMP views)
+from dsp.api import insights, objects, reports, store  # issue 11: insights (console's DMP views)
 from dsp.api.changes import Rules
 from dsp.api.http import (
     API,
@@ -40,8 +45,12 @@ from dsp.api.limits import limits_middleware
 from dsp.api.openapi import document
 from dsp.api.records import ADVERTISER, OWNED_KINDS
 from dsp.api.validation import Validators
+from infra.redis_client import is_cluster
+
+log = logging.getLogger(__name__)
 
 API_APP = web.AppKey("api_app", web.Application)
+REPUBLISH_S = 1.0  # Redis Cluster: how often a failed campaign publication is retried
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -111,6 +120,12 @@ def query_guard(allowed: dict[tuple[str, str], frozenset[str]]) -> Middleware:
     return guard
 
 
+async def _republish_deferred(redis: Redis) -> None:
+    while True:
+        await asyncio.sleep(REPUBLISH_S)
+        await store.republish_deferred(redis)
+
+
 def setup_api(app: web.Application) -> None:
     """Mount ``/api/v1`` on the bidder ``app`` (built by ``dsp.app.create_app``); idempotent."""
     if API_APP in app:
@@ -130,7 +145,26 @@ def setup_api(app: web.Application) -> None:
         sub[API] = Api(app[REDIS], Rules(Validators(), app[TAXONOMY]), encoded)
         yield
 
+    async def _publisher(sub: web.Application) -> AsyncIterator[None]:
+        # Redis Cluster: campaign changes reach the bidders in a second step (dsp.api.store).
+        # What a dead process left unpublished goes out on start; what failed here, within
+        # a second of its shard answering again.
+        redis = app[REDIS]
+        if not is_cluster(redis):
+            yield
+            return
+        try:
+            await store.republish_all(redis)
+        except RedisError as error:
+            log.warning("unpublished campaigns not republished", extra={"error": str(error)})
+        task = asyncio.create_task(_republish_deferred(redis))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     api.cleanup_ctx.append(_context)
+    api.cleanup_ctx.append(_publisher)  # issue 9: Redis Cluster
     api.cleanup_ctx.append(insights.context(app[TAXONOMY]))  # issue 11: after _context
     app.add_subapp(PREFIX, api)
     app[API_APP] = api

@@ -1,0 +1,7 @@
+"""``tests/dsp/api/test_live.py``, every test, on the cluster (see this directory's conftest)."""
+
+import pytest
+
+from tests.dsp.api.test_live import *  # noqa: F403
+
+pytestmark = pytest.mark.cluster

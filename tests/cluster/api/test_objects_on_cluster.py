@@ -1,0 +1,7 @@
+"""``tests/dsp/api/test_objects.py``, every test, on the cluster (see this directory's conftest)."""
+
+import pytest
+
+from tests.dsp.api.test_objects import *  # noqa: F403
+
+pytestmark = pytest.mark.cluster
