@@ -357,6 +357,6 @@ def device_ids_from_openrtb(device: Mapping[str, object]) -> list[DeviceId]:
         if isinstance(value, str):
             _add(found, _parse(id_type or platform, form, value.strip()))
     ext = device.get("ext")
-    if isinstance(ext, Mapping):
+    if isinstance(ext, dict):
         _add_ext_ids(found, ext)
     return found

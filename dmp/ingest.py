@@ -403,13 +403,23 @@ async def _range_results(
             left.cancel()
 
 
-def _pool(settings: Settings, redis: Redis, workers: int) -> ProcessPoolExecutor:
+def _pool(
+    settings: Settings,
+    redis: Redis,
+    workers: int,
+    sample: bytes = b"",
+    header: Header | None = None,
+) -> ProcessPoolExecutor:
+    """Worker processes; ``sample``: whole lines from the start of a plain file (CSV rows
+    under ``header``, else JSON Lines) to warm the parsing up on before forking."""
     # Forked where possible: a spawned worker re-imports the caller's main module (which
     # may not guard its top level) and its imports cost a few tenths of a second. Workers
     # use nothing of the parent's but the settings: their Redis client is their own.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     if method == "fork":
         bulk_commands()  # built once here, inherited by every worker
+        if sample:
+            ingest_pool.warm_up(settings, sample, header)
     options = ingest_pool.redis_options(redis.connection_pool.connection_kwargs)
     return ProcessPoolExecutor(
         max_workers=workers,
@@ -417,6 +427,15 @@ def _pool(settings: Settings, redis: Redis, workers: int) -> ProcessPoolExecutor
         initializer=ingest_pool.start,
         initargs=(settings, options),
     )
+
+
+_SAMPLE_BYTES = 32 * 1024
+
+
+def _sample(raw: io.BufferedReader, start: int) -> bytes:
+    """Whole lines from ``start`` of the file, about ``_SAMPLE_BYTES`` (``_pool``'s sample)."""
+    data = os.pread(raw.fileno(), _SAMPLE_BYTES, start)
+    return data[: data.rfind(b"\n") + 1]
 
 
 def _workers(given: int | None, path: Path, file_format: str, replace: bool) -> int:
@@ -557,8 +576,9 @@ async def ingest_file(
                 lines = itertools.chain((first,), stream)
                 results = _chunks_here(load, csv_chunks(lines, load.parser.table, batch_size))
             else:
+                sample = b"" if compressed else _sample(raw, len(head))
                 pool = (
-                    stack.enter_context(_pool(settings, redis, processes))
+                    stack.enter_context(_pool(settings, redis, processes, sample, header))
                     if processes > 1
                     else None
                 )
@@ -570,7 +590,8 @@ async def ingest_file(
                     segments = _csv_segments(jobs, header, load.parser.table)
                     results = _csv_results(load, pool, segments, header, 2 * processes)
         elif processes > 1:
-            pool = stack.enter_context(_pool(settings, redis, processes))
+            sample = b"" if compressed else _sample(raw, 0).removeprefix(BOM)
+            pool = stack.enter_context(_pool(settings, redis, processes, sample))
             if compressed:
                 jobs = _jobs(_open(raw, stack), batch_size, raw)
                 results = _in_workers(pool, jobs, 2 * processes)

@@ -65,7 +65,7 @@ class BidRequest:
 def _object(value: object, field: str) -> Mapping[str, Any]:
     if value is None:
         return _EMPTY
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         raise InvalidBidRequest(field, "expected an object")
     return value
 
@@ -112,7 +112,7 @@ def _sizes(banner: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
     sizes: list[tuple[int, int]] = []
     formats = banner.get("format")
     for fmt in formats if isinstance(formats, list) else ():
-        if isinstance(fmt, Mapping):
+        if isinstance(fmt, dict):
             if (size := _size(fmt.get("w"), fmt.get("h"))) is not None:
                 sizes.append(size)
     size = _size(banner.get("w"), banner.get("h"))
@@ -124,7 +124,7 @@ def _sizes(banner: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
 def _check_deals(imp: Mapping[str, Any], field: str) -> None:
     deals = _object(imp.get("pmp"), f"{field}.pmp").get("deals")
     for j, deal in enumerate(deals if isinstance(deals, list) else ()):
-        if not isinstance(deal, Mapping) or not deal.get("id"):
+        if not isinstance(deal, dict) or not deal.get("id"):
             raise InvalidBidRequest(f"{field}.pmp.deals[{j}]", 'missing required field "id"')
 
 
@@ -139,17 +139,17 @@ def _imp(raw: object, index: int, fx_per_usd: Mapping[str, Decimal]) -> Imp:
     native = imp.get("native")
     video = imp.get("video")
     video_size = None
-    if isinstance(video, Mapping):
+    if isinstance(video, dict):
         w, h = video.get("w"), video.get("h")
         video_size = _size(w, h) or (0, 0)
-    native_request = native.get("request") if isinstance(native, Mapping) else None
+    native_request = native.get("request") if isinstance(native, dict) else None
     if isinstance(native_request, str):
         assets = parse_native_request(native_request)
     else:  # some exchanges send the object, not a string: read as is, never re-encoded
         assets = native_assets(native_request)
     return Imp(
         id=str(imp_id),
-        banner_sizes=_sizes(banner) if isinstance(banner, Mapping) else (),
+        banner_sizes=_sizes(banner) if isinstance(banner, dict) else (),
         native=assets,
         video_size=video_size,
         floor_micros=_floor_micros(imp, fx_per_usd),
@@ -226,9 +226,9 @@ def _privacy_restricted(
 
 def _geo(request: Mapping[str, Any], device: Mapping[str, Any]) -> Mapping[str, Any]:
     geo = device.get("geo")
-    if not isinstance(geo, Mapping):
+    if not isinstance(geo, dict):
         geo = _object(request.get("user"), "user").get("geo")
-    return geo if isinstance(geo, Mapping) else _EMPTY
+    return geo if isinstance(geo, dict) else _EMPTY
 
 
 def _os(device: Mapping[str, Any]) -> str:
@@ -292,7 +292,7 @@ def parse_bid_request(
     data: object, *, default_tmax_ms: int, max_tmax_ms: int, fx_per_usd: Mapping[str, Decimal]
 ) -> BidRequest:
     """Validate a decoded JSON value; raises ``InvalidBidRequest`` naming the field."""
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         raise InvalidBidRequest("$", "expected a JSON object")
     request_id = data.get("id")
     if not isinstance(request_id, str) or not request_id:
