@@ -149,7 +149,10 @@ def _add_experiment(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "--devices", type=int, default=defaults.devices, help=f"default {defaults.devices}"
     )
     cmd.add_argument(
-        "--history-days", type=int, default=defaults.history_days, help="days of history"
+        "--history-days",
+        type=int,
+        default=defaults.history_days,
+        help=f"days of history (default {defaults.history_days})",
     )
     cmd.add_argument(
         "--history-requests",

@@ -99,6 +99,7 @@ class _World:
         columns["w"] = pa.array(np.full(rows, 320, np.int32))
         columns["h"] = pa.array(np.full(rows, 50, np.int32))
         columns["reason"] = pa.array([None] * bids + ["102"] * int(lost.sum()), pa.string())
+        columns["scores"] = pa.nulls(rows, pa.list_(pa.int32()))  # issue 12: unscored
         table = pa.table(columns, schema=BATCH_SCHEMA)
         notices: list[bytes] = []
         filled = Filled(events=rows, bids=bids)

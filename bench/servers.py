@@ -181,12 +181,17 @@ def server_process(target: Callable[[int], None]) -> Iterator[int]:
 
 
 @contextmanager
-def bidder_process(redis_url: str, workers: int = 1) -> Iterator[int]:
-    """``dsp serve`` on a free port with ``workers`` processes; yields the port once all listen."""
+def bidder_process(
+    redis_url: str, workers: int = 1, shed_lag_ms: int | None = None
+) -> Iterator[int]:
+    """``dsp serve`` on a free port with ``workers`` processes; yields the port once all listen.
+    ``shed_lag_ms``: the load-shedding threshold (``DSP_SHED_LAG_MS``), else the default."""
     port = free_port()
     command = [sys.executable, "-m", "dsp.cli", "serve", "--port", str(port)]
     command += ["--workers", str(workers), "--redis-url", redis_url]
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
+    if shed_lag_ms is not None:
+        env["DSP_SHED_LAG_MS"] = str(shed_lag_ms)
     child = subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
     try:
         _wait_listening(port, workers, lambda: child.poll() is None, 60)

@@ -67,7 +67,7 @@ class Shedder:
     def __init__(
         self,
         period_s: float = 0.002,
-        threshold_s: float = 0.030,
+        threshold_s: float = 0.005,
         step: float = 0.05,
         metrics: Metrics | None = None,
     ) -> None:

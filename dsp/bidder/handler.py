@@ -180,6 +180,7 @@ class Bidder:
         """The best line per imp whose campaign has money reserved for the bid (and whose
         pacing lets it bid now); a campaign turned down is blocked and the imp decided again."""
         moment, admitted = live.moment, dict[str, Admitted]()
+        scores = None if device.profile is None else device.profile.tags  # issue 12: for events
         for _ in range(_ADMIT_ROUNDS):
             refused = []
             for bid in decide(bid_request, device.profile, live.index, moment, device.counters):
@@ -192,7 +193,8 @@ class Bidder:
                 if reservation is None:
                     refused.append(line.campaign.id)
                 else:
-                    admitted[bid.imp.id] = Admitted(bid, reservation, self._tags(line, device))
+                    tags = self._tags(line, device)
+                    admitted[bid.imp.id] = Admitted(bid, reservation, tags, scores)
             if not refused:
                 break
             blocked = moment.blocked_lines | live.index.lines_of(refused)

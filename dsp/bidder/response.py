@@ -41,6 +41,9 @@ class Admitted:
     bid: Bid
     reservation: Reservation
     tags: tuple[int, ...] = ()  # issue 6: matched tag ids, signed into the tracking links
+    # issue 12: the device's tag -> score map (the decoded profile's own, not copied): the
+    # bid event looks up the matched tags' scores in it at flush, off the bid path.
+    scores: Mapping[int, int] | None = None
 
 
 def bid_response(

@@ -16,6 +16,7 @@ as ``python -m dsp.ctr``. Exit codes: 0 trained, 2 bad arguments or nothing to t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +25,15 @@ from typing import Any
 import orjson
 
 from dsp.ctr.dataset import LABELS
-from dsp.ctr.features import DEFAULT_BITS
-from dsp.ctr.model import TrainConfig
-from dsp.ctr.training import TrainingError, train_archive
+from dsp.ctr.features import DEFAULT_BITS, FEATURE_SETS
+from dsp.ctr.training import (
+    AUTO,
+    AUTO_ALL_FROM,
+    CVR_CONFIG,
+    DEFAULT_CONFIG,
+    TrainingError,
+    train_archive,
+)
 
 COMMAND = "ctr"
 
@@ -63,8 +70,31 @@ def add_ctr_command(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument(
         "--bits", type=int, default=DEFAULT_BITS, help=f"hash bits (default {DEFAULT_BITS})"
     )
-    train.add_argument("--epochs", type=int, default=4, help="passes over the data (default 4)")
-    train.add_argument("--l2", type=float, default=1e-4, help="L2 shrinkage (default 1e-4)")
+    # issue 12: the defaults depend on --label (a pCVR model learns from a few dozen
+    # conversions: small batches, more passes, more shrinkage, the pooled features)
+    click, conversion = DEFAULT_CONFIG, CVR_CONFIG
+    train.add_argument(
+        "--epochs",
+        type=int,
+        help=f"passes over the data (default {click.epochs}; {conversion.epochs} for conversion)",
+    )
+    train.add_argument(
+        "--batch",
+        type=int,
+        help=f"rows per step (default {click.batch}; {conversion.batch} for conversion)",
+    )
+    train.add_argument(
+        "--l2",
+        type=float,
+        help=f"L2 shrinkage (default {click.l2:g}; {conversion.l2:g} for conversion)",
+    )
+    train.add_argument(
+        "--features",
+        choices=sorted([*FEATURE_SETS, AUTO]),
+        help=f"feature set (default {click.features}; {conversion.features} for conversion: "
+        f"pooled, i.e. the bias, matched-tag count and top score bucket only, below "
+        f"{AUTO_ALL_FROM} conversions, else all)",
+    )
     train.add_argument("--seed", type=int, default=1, help="shuffling seed (default 1)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_ctr)
@@ -72,12 +102,28 @@ def add_ctr_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_ctr(args: argparse.Namespace, *_: object) -> int:
-    if args.holdout_days < 0 or not 10 <= args.bits <= 26 or args.epochs < 1 or args.l2 < 0:
+    base = CVR_CONFIG if args.label == "conversion" else DEFAULT_CONFIG
+    config = dataclasses.replace(
+        base,
+        bits=args.bits,
+        epochs=base.epochs if args.epochs is None else args.epochs,
+        batch=base.batch if args.batch is None else args.batch,
+        l2=base.l2 if args.l2 is None else args.l2,
+        features=args.features or base.features,
+        seed=args.seed,
+    )
+    if (
+        args.holdout_days < 0
+        or not 10 <= config.bits <= 26
+        or config.epochs < 1
+        or config.batch < 1
+        or config.l2 < 0
+    ):
         print(
-            "dsp ctr: --holdout-days >= 0, --bits 10..26, --epochs >= 1, --l2 >= 0", file=sys.stderr
+            "dsp ctr: --holdout-days >= 0, --bits 10..26, --epochs >= 1, --batch >= 1, --l2 >= 0",
+            file=sys.stderr,
         )
         return 2
-    config = TrainConfig(bits=args.bits, epochs=args.epochs, l2=args.l2, seed=args.seed)
     try:
         trained = train_archive(
             args.archive,

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from dsp.ctr.features import BIAS, DEFAULT_BITS, Row, bucket, hashed
+from dsp.ctr.features import BIAS, DEFAULT_BITS, FEATURE_SETS, Row, bucket, hashed
 
 FORMAT = "rtb-dsp-ctr/1"
 EPSILON = 1e-7
@@ -47,8 +47,10 @@ class Design:
         return len(self.labels)
 
     @classmethod
-    def build(cls, rows: Sequence[Row], labels: Sequence[int], bits: int) -> Design:
-        hashed_rows = [hashed(row, bits) for row in rows]
+    def build(
+        cls, rows: Sequence[Row], labels: Sequence[int], bits: int, features: str = "all"
+    ) -> Design:
+        hashed_rows = [hashed(row, bits, features) for row in rows]
         lengths = np.fromiter((len(h) for h in hashed_rows), dtype=np.int64, count=len(rows))
         ptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=ptr[1:])
@@ -72,6 +74,8 @@ class TrainConfig:
     learning_rate: float = 0.05
     l2: float = 1e-4
     seed: int = 1
+    # issue 12: or "pooled" (``features.FEATURE_SETS``), or "auto" (``training.fit`` picks)
+    features: str = "all"
 
 
 @dataclass(slots=True)
@@ -90,8 +94,14 @@ class CtrModel:
         logits = np.bincount(rows, weights=w[design.cols], minlength=len(design))
         return sigmoid(logits.astype(np.float64))
 
+    @property
+    def features(self) -> str:
+        """issue 12: the feature set the model was trained on (files before it: "all")."""
+        found = self.meta.get("features", "all")
+        return found if found in FEATURE_SETS else "all"
+
     def predict_rows(self, rows: Sequence[Row]) -> Floats:
-        return self.predict(Design.build(rows, [0] * len(rows), self.bits))
+        return self.predict(Design.build(rows, [0] * len(rows), self.bits, self.features))
 
     def save(self, path: Path) -> None:
         """Write the model file atomically (temporary file, fsync, rename)."""
@@ -145,6 +155,10 @@ def train(design: Design, config: TrainConfig | None = None) -> CtrModel:
         # Start the bias at the base rate: the rest only has to learn the differences.
         rate = float(np.clip(design.labels.mean(), 1e-4, 1 - 1e-4))
         w[bucket(BIAS, bits)] = np.log(rate / (1 - rate))
+    # issue 12: the bias is not shrunk: pulled to 0 (a rate of 50 %), it had lifted a pCVR
+    # model's every prediction with the L2 its few conversions need
+    shrunk = np.ones(size, dtype=np.float64)
+    shrunk[bucket(BIAS, bits)] = 0.0
     rng = np.random.default_rng(config.seed)
     for _ in range(config.epochs):
         order = rng.permutation(n)
@@ -157,10 +171,11 @@ def train(design: Design, config: TrainConfig | None = None) -> CtrModel:
             grad = np.bincount(inverse, weights=error[rows], minlength=len(touched)).astype(
                 np.float64
             )
-            grad += config.l2 * len(index) * w[touched]
+            grad += config.l2 * len(index) * w[touched] * shrunk[touched]
             g2[touched] += grad * grad
             w[touched] -= config.learning_rate * grad / np.sqrt(g2[touched])
-    return CtrModel(w.astype(np.float32), bits, {"rows": n, "clicks": int(design.labels.sum())})
+    meta = {"rows": n, "clicks": int(design.labels.sum()), "features": config.features}
+    return CtrModel(w.astype(np.float32), bits, meta)
 
 
 def log_loss(labels: Floats, predicted: Floats) -> float:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dmp.profile import UNSCORED
 from dmp.taxonomy import Taxonomy
 from dsp.bidder.openrtb import BidRequest, Imp
 from dsp.campaigns.index import Line
@@ -29,6 +30,7 @@ from dsp.events.tags import TagMatcher
 
 log = logging.getLogger(__name__)
 
+SCORE_LOW, SCORE_HIGH = f.SCORE_EDGES
 MAX_CACHED = 100_000  # scorers and context values kept per model before starting afresh
 # issue 12: what a predictor's model file must have been trained on (``dsp ctr train --label``)
 MODEL_LABEL = {"ctr": "click", "cvr": "conversion"}
@@ -37,28 +39,44 @@ MODEL_LABEL = {"ctr": "click", "cvr": "conversion"}
 class LineScorer:
     """One line's share of the model: a click probability from the bid's facts."""
 
-    __slots__ = ("_model", "_creative", "_base", "_tags", "_counts", "_context")
+    __slots__ = ("_model", "_creative", "_base", "_tags", "_scored", "_tops", "_counts", "_context")
 
     def __init__(self, model: CtrModel, creative: str, tags: Iterable[int]) -> None:
         self._model = model
         self._creative = creative
         bits = model.bits
 
+        keep = f.FEATURE_SETS[model.features]  # issue 12: names outside the model's set weigh 0
+
         def weight(*names: str) -> float:
-            return sum(model.weight(f.bucket(name, bits)) for name in names)
+            return sum(
+                model.weight(f.bucket(name, bits)) for name in names if keep is None or keep(name)
+            )
 
         self._base = weight(f.BIAS, f.creative_key(creative))
         self._tags = {tag: weight(*f.tag_keys(creative, tag)) for tag in tags}
+        # issue 12: per tag, its weight in each score bucket; per top bucket, the row's
+        buckets = range(f.SCORE_BUCKETS)
+        self._scored = {
+            tag: tuple(weight(f.tag_score_key(tag, b)) for b in buckets) for tag in self._tags
+        }
+        self._tops = tuple(weight(f.top_score_key(b)) for b in buckets)
         self._counts = tuple(
-            weight(f.count_key(creative, n)) for n in range(f.MAX_COUNT_BUCKET + 1)
+            weight(f.count_key(creative, n), f.pooled_count_key(n))
+            for n in range(f.MAX_COUNT_BUCKET + 1)
         )
         self._context: dict[tuple[str, str] | tuple[str, int, int], float] = {}
 
     def _cached(self, key: tuple[str, str] | tuple[str, int, int], names: tuple[str, str]) -> float:
         value = self._context.get(key)
         if value is None:
-            bits = self._model.bits
-            value = sum(self._model.weight(f.bucket(name, bits)) for name in names)
+            model = self._model
+            keep = f.FEATURE_SETS[model.features]
+            value = sum(
+                model.weight(f.bucket(name, model.bits))
+                for name in names
+                if keep is None or keep(name)
+            )
             if len(self._context) < MAX_CACHED:
                 self._context[key] = value
         return value
@@ -70,11 +88,20 @@ class LineScorer:
         matched = 0
         weights = self._tags
         if weights:
+            top = -1
             for tag in device_tags:
                 value = weights.get(tag)
                 if value is not None:
                     z += value
                     matched += 1
+                    score = device_tags[tag]
+                    if score < UNSCORED:  # issue 12: as features.score_bucket, inlined
+                        b = 0 if score < SCORE_LOW else 1 if score < SCORE_HIGH else 2
+                        z += self._scored[tag][b]
+                        if b > top:
+                            top = b
+            if top >= 0:
+                z += self._tops[top]
         z += self._counts[min(matched, f.MAX_COUNT_BUCKET)]
         c = self._creative
         for category in site_cat:

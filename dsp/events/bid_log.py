@@ -19,6 +19,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from dmp.profile import UNSCORED
 from dsp.events.schema import BATCH_FIELD, Event, encode_batch
 from dsp.metrics import Metrics
 from infra import keys
@@ -96,12 +97,16 @@ class EventBuffer:
         w, h = creative.w, creative.h
         if not (w and h) and imp.banner_sizes:
             w, h = imp.banner_sizes[0]
-        return {
+        event = {
             "type": "bid", "ts": now_ms, "auction": request.id, "imp": imp.id,
             "campaign": line.campaign.id, "creative": creative.id, "device": device,
             "tags": list(item.tags), "price": line.price_micros,
             "site_cat": sorted(request.categories), "os": request.os, "w": w or 0, "h": h or 0,
         }  # fmt: skip
+        scores = item.scores
+        if scores is not None:  # issue 12: each matched tag's score, as the pCVR model reads it
+            event["scores"] = [scores.get(tag, UNSCORED) for tag in item.tags]
+        return event
 
     async def flush(self) -> int:
         """Send every queued event now; how many were sent."""

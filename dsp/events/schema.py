@@ -6,6 +6,9 @@ An event is a flat JSON object. Every event has ``type``, ``ts`` (unix milliseco
 USD micros: the bid's CPM for a bid, what was charged for a win or billing notice, 0
 otherwise). Bid events add what the bidder saw (``site_cat``, ``os``, ``w``, ``h``), loss
 events the exchange's ``reason``, invalid clicks the rule that flagged them (``reason``).
+Bid events also carry ``scores`` (issue 12): the DMP score of each tag in ``tags``, in the
+same order, ``UNSCORED`` (100) for a tag without one; an event without it (older ones) has
+unscored tags.
 Conversion events (issue 12: ``conversion`` credited to a click, ``view_conversion`` to an
 impression) name the touch they are credited to (``auction``, ``imp``, ``touch_ts``), the
 advertiser's ``order`` id ("" when none) and carry the conversion's value in ``price``.
@@ -44,6 +47,7 @@ BATCH_SCHEMA = pa.schema(
         ("w", pa.int32()),
         ("h", pa.int32()),
         ("reason", pa.string()),
+        ("scores", pa.list_(pa.int32())),  # issue 12: bid events, aligned with ``tags``
     ]
 )
 _IPC = pa.ipc.IpcWriteOptions()  # uncompressed: the aggregator maps it without a copy

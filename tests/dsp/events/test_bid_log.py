@@ -55,7 +55,9 @@ async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis:
     creative = SimpleNamespace(id="cr1", w=0, h=0)
     line = SimpleNamespace(creative=creative, campaign=SimpleNamespace(id="c1"), price_micros=7)
     imp = SimpleNamespace(id="2", banner_sizes=((320, 50),))
-    admitted: Any = [SimpleNamespace(bid=SimpleNamespace(imp=imp, line=line), tags=(8,))]
+    admitted: Any = [
+        SimpleNamespace(bid=SimpleNamespace(imp=imp, line=line), tags=(8,), scores=None)
+    ]
     request: Any = SimpleNamespace(id="a9", categories=frozenset({"IAB2", "IAB1"}), os="android")
     buffer = EventBuffer(redis, max_events=3, flush_s=3600)
     for _ in range(4):
