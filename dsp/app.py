@@ -32,7 +32,7 @@ from dsp.tracking.handlers import Tracking
 from dsp.tracking.ledger import Ledger
 from dsp.tracking.links import LinkSigner
 from infra import keys
-from infra.redis_client import is_cluster_url, redis_client
+from infra.redis_client import is_cluster_url, packed_by_hiredis, redis_client
 from infra.redis_pipe import RedisPipe
 from infra.settings import Settings
 
@@ -117,6 +117,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=2,
         socket_connect_timeout=2,
         health_check_interval=30,
+        **packed_by_hiredis(settings.redis_url),
     )
     redis = Redis(connection_pool=pool)
     app[REDIS] = redis
