@@ -379,7 +379,7 @@ class Ledger:
         rate_rule: bool,
     ) -> Recorded:
         """``record`` on a Redis Cluster: the campaign's slot atomically (once-only check,
-        money, counters, settlement), then the device's slot, then the event stream.
+        money, counters, settlement), then the event stream, then the device's slot.
 
         Only the first step decides and charges; a crash after it loses the device's
         counters or the event of a charged notice, never money (``events_lost`` counts
@@ -420,6 +420,19 @@ class Ledger:
         invalid = reason.decode() if isinstance(reason, bytes) else str(reason)
         capped = cap is not None and bool(notice.device)
         touch = bool(touch_ttl_s and notice.device) and not invalid and kind in ("imp", "click")
+        try:
+            if money and self.wait_replicas:
+                await self._appended_and_replicated(appended)
+            else:
+                await self._redis.xadd(
+                    keys.EVENTS, {"e": appended}, maxlen=self._maxlen, approximate=True
+                )
+        except RedisError:
+            self.events_lost += 1
+            self._metrics.count("events_lost")
+            raise
+        # The device's counters last: a failover of their shard fails the notice here, after
+        # its event is in the stream, and the exchange's retry is found already counted.
         if capped or rate_rule or touch:
             await self._device(
                 keys=[keys.frequency_counters(device), clicks_key, keys.device_touches(device)],
@@ -430,15 +443,23 @@ class Ledger:
                     b"{" + orjson.dumps(event)[1:-1] + b"}",
                 ],
             )  # fmt: skip
-        try:
-            await self._redis.xadd(
-                keys.EVENTS, {"e": appended}, maxlen=self._maxlen, approximate=True
+        return Recorded(True, charged, amount_micros - charged, invalid)
+
+    async def _appended_and_replicated(self, appended: bytes) -> None:
+        """A money notice's event, then ``WAIT`` on the stream's master as for its charge: an
+        append no replica confirmed is one a failover may lose, so it is counted as lost
+        (``events_lost``) now rather than missed later. The charge stands either way."""
+        cluster = self._redis
+        node = cluster.get_node_from_key(keys.EVENTS)  # type: ignore[attr-defined]
+        async with cluster.pipeline(transaction=False) as pipe:
+            pipe.xadd(keys.EVENTS, {"e": appended}, maxlen=self._maxlen, approximate=True)
+            pipe.execute_command(
+                "WAIT", self.wait_replicas, self._replica_wait_ms, target_nodes=node
             )
-        except RedisError:
+            _, replicas = await pipe.execute()
+        if int(replicas) < self.wait_replicas:
             self.events_lost += 1
             self._metrics.count("events_lost")
-            raise
-        return Recorded(True, charged, amount_micros - charged, invalid)
 
     async def _charged_and_replicated(
         self, seen: str, script_keys: list[str], args: list[Any]
