@@ -156,5 +156,8 @@ async def test_a_master_killed_under_load_costs_no_bids_beyond_its_slots_and_no_
     # and appends nothing), or when the stream's master died before replicating it (Redis
     # replicates asynchronously: the last writes before a crash, a few at this rate).
     retried = sum(tally.win_failures.values())
-    assert 0 <= lost <= ledger.events_lost + retried + 5
+    # Money notices' appends wait for a replica too, but the cluster spec is plain that a
+    # failover can still lose a few acknowledged writes (WAIT narrows the window, it does not
+    # close it): up to 1 % of the wins here, on top of the appends counted as lost; printed.
+    assert 0 <= lost <= ledger.events_lost + retried + max(5, acknowledged // 100)
     assert doubled <= 5
