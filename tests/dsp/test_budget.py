@@ -256,7 +256,7 @@ async def test_an_even_paced_campaign_far_ahead_of_plan_gives_way(
         noon = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
         now, day = noon.timestamp(), noon.strftime("%Y%m%d")
         # The day before, late: the next refresh then starts a new day for the pacer whatever
-        # the real time of the refreshes \`seed\` made (after midnight UTC their hour came
+        # the real time of the refreshes ``seed`` made (after midnight UTC their hour came
         # before noon, and the pacer took 11:59 as the same day continuing).
         await live.refresh(redis, now=now - 13 * 3600)
         # Sixty seconds in which "even" spent a quarter of its daily budget: far too fast.
