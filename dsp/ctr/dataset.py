@@ -12,6 +12,7 @@ labelled 1 when a click-through ``conversion`` event names the same auction and 
 from __future__ import annotations
 
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,58 +36,50 @@ class Examples:
         return len(self.rows)
 
 
-def join(events: Iterable[dict[str, object]]) -> Examples:
-    """Shown bids with their click label, in bid order."""
-    bids: dict[tuple[str, str], dict[str, object]] = {}
-    shown: set[tuple[str, str]] = set()
-    won: set[tuple[str, str]] = set()
-    clicked: set[tuple[str, str]] = set()
+_Key = tuple[str, str]
+
+
+def _by_kind(
+    events: Iterable[dict[str, object]],
+) -> tuple[dict[_Key, dict[str, object]], defaultdict[str, set[_Key]]]:
+    """Each (auction, imp)'s first bid event, and the keys every other event type names."""
+    bids: dict[_Key, dict[str, object]] = {}
+    keys: defaultdict[str, set[_Key]] = defaultdict(set)
     for event in events:
         kind = event.get("type")
         key = (str(event.get("auction", "")), str(event.get("imp", "")))
         if kind == "bid":
             bids.setdefault(key, event)
-        elif kind == "imp":
-            shown.add(key)
-        elif kind == "win":
-            won.add(key)
-        elif kind == "click":
-            clicked.add(key)
-    seen = shown or won
+        else:
+            keys[str(kind)].add(key)
+    return bids, keys
+
+
+def _examples(
+    bids: dict[_Key, dict[str, object]], among: set[_Key], positive: set[_Key]
+) -> Examples:
+    """The bids ``among`` holds, labelled 1 where ``positive`` holds them too."""
     rows, labels, days = [], [], []
     for key, event in bids.items():
-        if key not in seen:
+        if key not in among:
             continue
         rows.append(row_of(event))
-        labels.append(1 if key in clicked else 0)
+        labels.append(1 if key in positive else 0)
         ts = event.get("ts")
         days.append(ts // MS_PER_DAY if isinstance(ts, int) else 0)
     return Examples(rows, labels, days)
+
+
+def join(events: Iterable[dict[str, object]]) -> Examples:
+    """Shown bids with their click label, in bid order."""
+    bids, keys = _by_kind(events)
+    return _examples(bids, keys["imp"] or keys["win"], keys["click"])
 
 
 def join_conversions(events: Iterable[dict[str, object]]) -> Examples:
     """issue 12: clicked bids with their conversion label, in bid order."""
-    bids: dict[tuple[str, str], dict[str, object]] = {}
-    clicked: set[tuple[str, str]] = set()
-    converted: set[tuple[str, str]] = set()
-    for event in events:
-        kind = event.get("type")
-        key = (str(event.get("auction", "")), str(event.get("imp", "")))
-        if kind == "bid":
-            bids.setdefault(key, event)
-        elif kind == "click":
-            clicked.add(key)
-        elif kind == "conversion":
-            converted.add(key)
-    rows, labels, days = [], [], []
-    for key, event in bids.items():
-        if key not in clicked:
-            continue
-        rows.append(row_of(event))
-        labels.append(1 if key in converted else 0)
-        ts = event.get("ts")
-        days.append(ts // MS_PER_DAY if isinstance(ts, int) else 0)
-    return Examples(rows, labels, days)
+    bids, keys = _by_kind(events)
+    return _examples(bids, keys["click"], keys["conversion"])
 
 
 Joiner = Callable[[Iterable[dict[str, object]]], Examples]

@@ -18,11 +18,8 @@ from infra.redis_client import redis_client
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster]:
     cluster = LocalCluster(masters=3, replicas=1, node_timeout_ms=1000)
-    cluster.start()
-    try:
+    with cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")

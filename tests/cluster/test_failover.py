@@ -42,11 +42,8 @@ QPS = 120
 def doomed_cluster() -> Iterator[LocalCluster]:
     """A cluster of its own: this test kills one of its masters."""
     cluster = LocalCluster(masters=3, replicas=1, node_timeout_ms=1000)
-    cluster.start()
-    try:
+    with cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

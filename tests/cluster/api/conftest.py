@@ -3,21 +3,8 @@ name the session's 3-master, 3-replica cluster here, everything else is the same
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from redis.asyncio import Redis
-
+from tests.cluster.reruns import redis, redis_url
 from tests.dsp.api.conftest import alice, api_client, bob
 
-__all__ = ["alice", "api_client", "bob"]  # the API suite's fixtures, over the cluster
-
-
-@pytest.fixture
-def redis_url(cluster_url: str) -> str:
-    return cluster_url
-
-
-@pytest.fixture
-async def redis(cluster_redis: Redis) -> AsyncIterator[Redis]:
-    yield cluster_redis
+# The API suite's fixtures, over the cluster's ``redis`` and ``redis_url``.
+__all__ = ["alice", "api_client", "bob", "redis", "redis_url"]

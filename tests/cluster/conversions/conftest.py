@@ -3,17 +3,6 @@ session's 3-master, 3-replica cluster here (``dsp_client`` and the rest follow t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from tests.cluster.reruns import redis, redis_url
 
-import pytest
-from redis.asyncio import Redis
-
-
-@pytest.fixture
-def redis_url(cluster_url: str) -> str:
-    return cluster_url
-
-
-@pytest.fixture
-async def redis(cluster_redis: Redis) -> AsyncIterator[Redis]:
-    yield cluster_redis
+__all__ = ["redis", "redis_url"]
