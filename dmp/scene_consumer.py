@@ -29,6 +29,7 @@ from dmp.errors import SceneEventError
 from dmp.scene_events import SceneEvent, parse_event
 from dmp.scene_writer import SceneWriter
 from infra import keys
+from infra.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,7 @@ class SceneConsumer:
             yield task
         finally:
             stop.set()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks([task])
 
     async def step(self) -> int:
         """Read one batch (our own pending entries first, then new ones) and apply it."""

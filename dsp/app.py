@@ -35,6 +35,7 @@ from infra import keys
 from infra.redis_client import is_cluster_url, packed_by_hiredis, redis_client
 from infra.redis_pipe import RedisPipe
 from infra.settings import Settings
+from infra.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
             settings.redis_url,
             max_connections=settings.redis_max_connections,
             socket_connect_timeout=2,
+            socket_timeout=settings.redis_timeout_s,
         )
         app[REDIS] = cluster
         lookups = ClusterLookups(ProfileStore(cluster).cluster_lookup(), app[METRICS])
@@ -116,6 +118,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         max_connections=settings.redis_max_connections,
         timeout=2,
         socket_connect_timeout=2,
+        socket_timeout=settings.redis_timeout_s,
         health_check_interval=30,
         **packed_by_hiredis(settings.redis_url),
     )
@@ -130,19 +133,6 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await pipe.close()
     await redis.aclose()
     await pool.disconnect()  # a pool handed to Redis() is not closed by it
-
-
-async def _stop(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel background tasks and wait until they end. A cancellation can be lost inside a
-    library (one that catches it mid-call); a task still running is cancelled again."""
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -197,7 +187,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(budget.run(settings.campaign_refresh_s)),
     ]
     yield
-    await _stop(tasks)
+    await stop_tasks(tasks)
     await events.close()  # issue 6: what is still buffered goes to the stream
     try:
         await budget.close()  # unreserved money goes back to the budgets at once

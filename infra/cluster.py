@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,12 +28,30 @@ from types import TracebackType
 
 import redis
 
-from infra.embedded_redis import EmbeddedRedis
+from infra.embedded_redis import EmbeddedRedis, free_port
 from infra.errors import RedisStartError
 
 log = logging.getLogger(__name__)
 
 SLOTS = 16384
+# A node also listens on its port + 10000 for the cluster bus (Redis 6.2 has no setting
+# for it), so a node's port must leave that one valid and free too.
+BUS_PORT_OFFSET = 10_000
+
+
+def free_cluster_port(attempts: int = 100) -> int:
+    """A free loopback port whose cluster bus port is free as well."""
+    for _ in range(attempts):
+        port = free_port()
+        if port + BUS_PORT_OFFSET > 65_535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port + BUS_PORT_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise RedisStartError("no free port pair for a cluster node")
 
 
 @dataclass
@@ -103,7 +122,7 @@ class LocalCluster:
             "cluster-require-full-coverage": "no",
             **self._extra,
         }
-        server = EmbeddedRedis(data_dir, extra_config=config)
+        server = EmbeddedRedis(data_dir, extra_config=config, port_picker=free_cluster_port)
         server.start()
         return server
 

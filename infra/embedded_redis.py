@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -82,6 +82,7 @@ class EmbeddedRedis:
         appendonly: bool = False,
         extra_config: dict[str, str] | None = None,
         port: int = 0,
+        port_picker: Callable[[], int] | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._appendonly = appendonly
@@ -89,6 +90,7 @@ class EmbeddedRedis:
         self._process: subprocess.Popen[bytes] | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self._fixed_port = port
+        self._pick_port = port_picker or free_port
         self.port = 0
 
     @property
@@ -125,19 +127,23 @@ class EmbeddedRedis:
         else:
             data_dir = self._data_dir
             data_dir.mkdir(parents=True, exist_ok=True)
+        # The server's own words (it logs to stdout) say why a start failed.
+        output = data_dir / "redis-server.log"
         for _ in range(attempts):
-            port = self._fixed_port or free_port()
-            process = subprocess.Popen(
-                self._command(port, data_dir),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
+            port = self._fixed_port or self._pick_port()
+            with output.open("ab") as sink:
+                process = subprocess.Popen(
+                    self._command(port, data_dir),
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
             if self._wait_ready(process, port, timeout_s):
                 self._process, self.port = process, port
                 log.info("embedded redis started", extra={"port": port, "pid": process.pid})
                 return self.url
-        raise RedisStartError(f"redis-server did not start after {attempts} attempts")
+        said = output.read_bytes()[-600:].decode(errors="replace").strip()
+        raise RedisStartError(f"redis-server did not start after {attempts} attempts: {said}")
 
     @staticmethod
     def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout_s: float) -> bool:

@@ -97,6 +97,10 @@ class Settings:
     # "" : none, and target-CPA lines do not bid.
     cvr_model: str = ""
     redis_max_connections: int = 64
+    # Longest wait for one Redis reply off the bid path (tracking, budgets, events): a reply
+    # that never comes fails as a RedisError, handled and logged, instead of hanging a
+    # handler or a background task until shutdown.
+    redis_timeout_s: float = 5.0
     event_stream_maxlen: int = 1_000_000
     campaign_refresh_s: float = 0.25
     notice_ttl_s: int = 7 * 86400
@@ -162,6 +166,7 @@ class Settings:
             ctr_model=environ.get("DSP_CTR_MODEL", base.ctr_model),
             cvr_model=environ.get("DSP_CVR_MODEL", base.cvr_model),
             event_stream_maxlen=_int(environ, "DSP_EVENT_STREAM_MAXLEN", base.event_stream_maxlen),
+            redis_timeout_s=_float(environ, "DSP_REDIS_TIMEOUT_S", base.redis_timeout_s),
             campaign_refresh_s=_float(environ, "DSP_CAMPAIGN_REFRESH_S", base.campaign_refresh_s),
             notice_timeout_s=_float(environ, "DSP_NOTICE_TIMEOUT_S", base.notice_timeout_s),
             budget_lease_ttl_s=_float(environ, "DSP_BUDGET_LEASE_TTL_S", base.budget_lease_ttl_s),

@@ -19,7 +19,6 @@ transaction, and reaches every bidder through the stored campaign payloads they 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -46,6 +45,7 @@ from dsp.api.openapi import document
 from dsp.api.records import ADVERTISER, OWNED_KINDS
 from dsp.api.validation import Validators
 from infra.redis_client import is_cluster
+from infra.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,7 @@ def setup_api(app: web.Application) -> None:
             log.warning("unpublished campaigns not republished", extra={"error": str(error)})
         task = asyncio.create_task(_republish_deferred(redis))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks([task])
 
     api.cleanup_ctx.append(_context)
     api.cleanup_ctx.append(_publisher)  # issue 9: Redis Cluster

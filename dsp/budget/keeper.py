@@ -31,6 +31,7 @@ from dsp.metrics import Metrics
 from infra import keys
 from infra.redis_client import is_cluster, queue_script
 from infra.settings import Settings
+from infra.tasks import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class BudgetKeeper:
 
     async def run(self, interval_s: float) -> None:
         """Top up accounts as soon as the bid path finds them low; until cancelled."""
-        while True:
+        while not cancel_requested():
             try:
                 async with asyncio.timeout(interval_s):
                     await self._low.wait()

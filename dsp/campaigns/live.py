@@ -27,6 +27,7 @@ from dsp.campaigns.model import Campaign
 from dsp.campaigns.schedule import cap_field, may_bid_at
 from dsp.campaigns.store import load_campaigns
 from infra import keys
+from infra.tasks import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class LiveCampaigns:
 
     async def run(self, redis: Redis, interval_s: float) -> None:
         """Refresh until cancelled; Redis outages are logged and retried, never fatal."""
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(interval_s)
             try:
                 await self.refresh(redis)

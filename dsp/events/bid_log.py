@@ -10,7 +10,6 @@ flush keeps its events for the next one (within the same bound); closing flushes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from dmp.profile import UNSCORED
 from dsp.events.schema import BATCH_FIELD, Event, encode_batch
 from dsp.metrics import Metrics
 from infra import keys
+from infra.tasks import cancel_requested, stop_tasks
 
 if TYPE_CHECKING:
     from dsp.bidder.openrtb import BidRequest
@@ -161,7 +161,7 @@ class EventBuffer:
             return (encode_batch(good), len(good)) if good else None
 
     async def run(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(self._flush_s)
             await self.flush()
 
@@ -172,8 +172,6 @@ class EventBuffer:
     async def close(self) -> None:
         """Stop the flusher and send what is left."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_tasks([task])
         await self.flush()

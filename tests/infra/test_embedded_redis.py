@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import os
+import socket
+from pathlib import Path
 
 import pytest
 from redis import Redis
 
+from infra.cluster import BUS_PORT_OFFSET, free_cluster_port
 from infra.embedded_redis import EmbeddedRedis, redis_url_or_embedded
+from infra.errors import RedisStartError
 
 
 def test_starts_on_a_free_port_and_stops() -> None:
@@ -42,3 +46,18 @@ def test_stops_when_the_block_raises() -> None:
         raise KeyboardInterrupt
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, extra_config={"no-such-directive": "1"})
+    with pytest.raises(RedisStartError, match="no-such-directive"):
+        server.start(attempts=2, timeout_s=5)
+    assert server.pid is None
+
+
+def test_a_cluster_node_port_leaves_its_bus_port_valid_and_free() -> None:
+    for _ in range(50):  # ports above 55535 come up about one time in five
+        port = free_cluster_port()
+        assert port + BUS_PORT_OFFSET <= 65_535
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", port + BUS_PORT_OFFSET))

@@ -58,9 +58,10 @@ async def proxied(redis: Redis, redis_url: str) -> AsyncIterator[tuple[Client, l
     proxy = web.Application()
     proxy[LANDINGS], proxy[TARGET] = [], f"http://127.0.0.1:{dsp_port}"
     proxy.router.add_get("/{tail:.*}", _forward)
-    async with aiohttp.ClientSession() as session:
+    # Bounded both ways, so a stuck call fails this test instead of hanging its teardown.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         proxy[SESSION] = session
-        runner = web.AppRunner(proxy)
+        runner = web.AppRunner(proxy, shutdown_timeout=5)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", proxy_port).start()
         try:
