@@ -72,6 +72,9 @@ _UPPER = "^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$"
 _LOWER_UUID_TYPES = pa.array(["gaid", "oaid"])
 _ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 _UUID_SIZE = len(_ZERO_UUID)
+_IMEI = "^[0-9]{15}$"
+_IMEI_SIZE = 15
+_LUHN_DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], dtype=np.int64)
 _Mask = np.ndarray[tuple[int], np.dtype[np.bool_]]
 
 
@@ -181,6 +184,25 @@ def _canonical_uuids(types: pa.ChunkedArray, values: pa.ChunkedArray) -> _Mask:
     upper = pc.and_(pc.equal(types, "idfa"), pc.match_substring_regex(values, _UPPER))
     found = pc.and_(pc.or_(lower, upper), pc.not_equal(values, _ZERO_UUID))
     return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _canonical_imeis(types: pa.ChunkedArray, values: pa.ChunkedArray) -> _Mask:
+    """Rows whose ID is a raw IMEI as ``parse_device_id`` keeps it: 15 digits whose last is
+    the Luhn check digit of the others, not all zeros."""
+    shaped = pc.and_(pc.equal(types, "imei"), pc.match_substring_regex(values, _IMEI))
+    found = np.asarray(pc.fill_null(shaped, False).to_numpy(zero_copy_only=False), dtype=bool)
+    rows = np.flatnonzero(found)
+    if len(rows) == 0:
+        return found
+    text = _joined(pc.take(values, pa.array(rows)))
+    digits = np.frombuffer(text, dtype=np.uint8).reshape(len(rows), _IMEI_SIZE).astype(np.int64)
+    digits -= ord("0")
+    # Luhn over the 14-digit body: counted from its right end, the first, third... digit
+    # (here the 2nd, 4th... from the left) doubled, with the digits of the double summed.
+    total = _LUHN_DOUBLED[digits[:, 1:14:2]].sum(axis=1) + digits[:, 0:14:2].sum(axis=1)
+    valid = ((-total) % 10 == digits[:, 14]) & digits.any(axis=1)
+    found[rows] = valid
+    return found
 
 
 def _joined(column: pa.ChunkedArray | pa.Array) -> bytes:
@@ -310,15 +332,18 @@ class ColumnReader:
     ) -> list[tuple[bytes, ...] | None]:
         every = self._table.every_spelling
         found: list[tuple[bytes, ...] | None] = [None] * len(ok)
-        plain = ok & ~np.bool_(every) & _canonical_uuids(types, values)
-        rows = np.flatnonzero(plain)
-        # DeviceId.exchange_digests of UUIDs already in canonical form: 36 ASCII bytes each.
-        data = _joined(pc.take(values, pa.array(rows)))
+        wanted = ok & ~np.bool_(every)
+        uuids = wanted & _canonical_uuids(types, values)
+        imeis = wanted & ~uuids & _canonical_imeis(types, values)
         md5, sha1 = md5_of, hashlib.sha1
-        for row, at in zip(rows.tolist(), range(0, len(data), _UUID_SIZE), strict=True):
-            raw = data[at : at + _UUID_SIZE]
-            found[row] = (md5(raw).digest()[:8], sha1(raw).digest()[:8])
-        rows = np.flatnonzero(ok & ~plain)
+        for plain, size in ((uuids, _UUID_SIZE), (imeis, _IMEI_SIZE)):
+            rows = np.flatnonzero(plain)
+            # DeviceId.exchange_digests of IDs already in canonical form, ``size`` bytes each.
+            data = _joined(pc.take(values, pa.array(rows)))
+            for row, at in zip(rows.tolist(), range(0, len(data), size), strict=True):
+                raw = data[at : at + size]
+                found[row] = (md5(raw).digest()[:8], sha1(raw).digest()[:8])
+        rows = np.flatnonzero(ok & ~uuids & ~imeis)
         chosen = pa.array(rows)
         for row, id_type, value in zip(
             rows.tolist(),

@@ -66,9 +66,43 @@ def _quotes(raw: np.ndarray[tuple[int], np.dtype[np.uint8]], ends: Ints) -> tupl
     return quotes, before
 
 
+class Layout:
+    """A block's bytes (newline-ended) and where its lines and quotes are, each found once
+    and shared by the plain check and the reader (a scan of a block costs a few ms)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data if data.endswith(b"\n") else data + b"\n"
+        self.raw = np.frombuffer(self.data, dtype=np.uint8)
+        self._bounds: tuple[Ints, Ints] | None = None
+        self._quotes: tuple[Ints, Ints] | None = None
+
+    @property
+    def bounds(self) -> tuple[Ints, Ints]:
+        """Each line's start and end (its newline)."""
+        if self._bounds is None:
+            self._bounds = _bounds(self.raw)
+        return self._bounds
+
+    @property
+    def quotes(self) -> tuple[Ints, Ints]:
+        """Quote positions, and how many quotes come before each line."""
+        if self._quotes is None:
+            self._quotes = (
+                _quotes(self.raw, self.bounds[1])
+                if b'"' in self.data
+                else (np.zeros(0, dtype=np.int64), np.zeros(len(self.bounds[1]), dtype=np.int64))
+            )
+        return self._quotes
+
+
 def plain_block(data: bytes) -> bool:
-    """Whether every line of ``data`` is one CSV row, the block UTF-8 without NUL and without
-    CR but in CR LF line ends.
+    """Whether every line of ``data`` is one CSV row (``plain_layout``)."""
+    return plain_layout(data) is not None
+
+
+def plain_layout(data: bytes) -> Layout | None:
+    """The block's layout when every line of ``data`` is one CSV row, the block UTF-8
+    without NUL and without CR but in CR LF line ends; else None.
 
     Quotes are allowed where they only enclose whole fields on one line (``,"iPhone15,2",``):
     a line's quotes pair up, each opening one right after a comma or the line's start and
@@ -76,32 +110,31 @@ def plain_block(data: bytes) -> bool:
     outside quotes for ``csv.reader`` and pyarrow alike, and both read its fields the same.
     """
     if b"\x00" in data:
-        return False
+        return None
     try:
         data.decode()
     except UnicodeDecodeError:
-        return False
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    raw = np.frombuffer(data, dtype=np.uint8)
+        return None
+    layout = Layout(data)
+    raw = layout.raw
     if b"\r" in data:  # CR LF line ends are fine, a CR anywhere else is not
         returns = np.flatnonzero(raw == _RETURN)
         if bool(np.any(raw[returns + 1] != _NEWLINE)):
-            return False
+            return None
     if b'"' not in data:
-        return True
-    starts, ends = _bounds(raw)
-    quotes, before = _quotes(raw, ends)
+        return layout
+    starts, ends = layout.bounds
+    quotes, before = layout.quotes
     line = np.searchsorted(ends, quotes)
     rank = np.arange(len(quotes), dtype=np.int64) - before[line]
     opening = rank % 2 == 0
     if bool(np.any(np.bincount(line, minlength=len(ends)) % 2)):
-        return False
+        return None
     after = raw[np.minimum(quotes + 1, len(raw) - 1)]
     previous = raw[np.maximum(quotes - 1, 0)]
     opens = (quotes == starts[line]) | (previous == _COMMA)
     closes = (after == _COMMA) | (after == _NEWLINE) | (after == _RETURN)
-    return bool(np.all(np.where(opening, opens, closes)))
+    return layout if bool(np.all(np.where(opening, opens, closes))) else None
 
 
 def _distinct(column: pa.ChunkedArray | pa.Array) -> tuple[list[str], Ints]:
@@ -131,31 +164,32 @@ class CsvColumnReader(ColumnReader):
         super().__init__(table)
         self._items: dict[str, tuple[int, int, int, int, int]] = {}
 
-    def read_csv(self, data: bytes, header: Header) -> Columns | None:
-        """The block's columns (rows numbered as its lines); None: all of it line by line."""
+    def read_csv(self, data: bytes, header: Header, layout: Layout | None = None) -> Columns | None:
+        """The block's columns (rows numbered as its lines); None: all of it line by line.
+        ``layout``: the block's, if ``plain_layout`` made it already."""
         where = dict(header)
         if len(where) != len(header) or "ids" in where:
             return None
-        if not data.endswith(b"\n"):
-            data += b"\n"
-        raw = np.frombuffer(data, dtype=np.uint8)
-        starts, ends = _bounds(raw)
-        commas = np.flatnonzero(raw == _COMMA)
-        line = np.searchsorted(ends, commas)
-        quotes, before = _quotes(raw, ends)
-        if len(quotes):  # commas between a line's quotes are in a field
-            quoted = (np.searchsorted(quotes, commas) - before[line]) % 2 == 1
-            line = line[~quoted]
-        commas = np.bincount(line, minlength=len(ends))
-        good: _Mask = (commas == len(header) - 1) & (ends - starts <= _FIELD_LIMIT)
-        lines = np.flatnonzero(good)
-        if len(lines) == 0:
-            return None
-        if len(lines) < len(ends):
-            data = raw[np.repeat(good, ends - starts + 1)].tobytes()
-        table = self._table_of(data, header, where)
-        if table is None or table.num_rows != len(lines):
-            return None
+        layout = layout or Layout(data)
+        starts, ends = layout.bounds
+        short: _Mask = ends - starts <= _FIELD_LIMIT
+        # Optimistic first: pyarrow refuses a block with a line of another field count, so
+        # a block it reads whole has every line a row, without counting commas.
+        table = self._table_of(layout.data, header, where) if bool(short.all()) else None
+        if table is not None and table.num_rows == len(ends):
+            good = short
+            lines = np.arange(len(ends), dtype=np.int64)
+        else:
+            good = short & self._rows(layout, len(header))
+            lines = np.flatnonzero(good)
+            if len(lines) == 0:
+                return None
+            data = layout.data
+            if len(lines) < len(ends):
+                data = layout.raw[np.repeat(good, ends - starts + 1)].tobytes()
+            table = self._table_of(data, header, where)
+            if table is None or table.num_rows != len(lines):
+                return None
         columns = self._encode(table, where)
         if columns is None:
             return None
@@ -163,6 +197,19 @@ class CsvColumnReader(ColumnReader):
         return Columns(
             columns.digests, columns.sections, columns.snapshots, columns.snapshot_of, others
         )
+
+    @staticmethod
+    def _rows(layout: Layout, fields: int) -> _Mask:
+        """Lines with ``fields`` fields (commas outside quotes, plus one)."""
+        raw, (_, ends) = layout.raw, layout.bounds
+        commas = np.flatnonzero(raw == _COMMA)
+        line = np.searchsorted(ends, commas)
+        quotes, before = layout.quotes
+        if len(quotes):  # commas between a line's quotes are in a field
+            quoted = (np.searchsorted(quotes, commas) - before[line]) % 2 == 1
+            line = line[~quoted]
+        found: _Mask = np.bincount(line, minlength=len(ends)) == fields - 1
+        return found
 
     def _table_of(self, data: bytes, header: Header, where: dict[str, int]) -> pa.Table | None:
         names = [f"c{index}" for index in range(len(header))]

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa  # type: ignore[import-untyped]
 import redis
 
-from dmp.ingest_csv_columns import Header, plain_block
+from dmp.ingest_csv_columns import Header, plain_block, plain_layout
 from dmp.ingest_ranges import BOM, ByteRange, read_path_range
 from dmp.ingest_worker import ChunkParser, ChunkResult, Settings
 from dmp.profile_refs import INTERN_LUA
@@ -94,6 +94,7 @@ def parse_csv_range(path: str, span: ByteRange, header: Header) -> ChunkResult |
     each (``plain_block``), for the loader to parse them itself, reading on."""
     parser: ChunkParser = _state["parser"]
     text = read_path_range(path, span)
-    if text and not plain_block(text):
+    layout = plain_layout(text) if text else None
+    if text and layout is None:
         return None
-    return parser.parse_csv(text, 1, header, _state["intern"])
+    return parser.parse_csv(text, 1, header, _state["intern"], layout)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from dmp.ingest_columns import ColumnReader, Columns
 from dmp.ingest_commands import MAX_BLOB, BulkCommands, bulk_commands
-from dmp.ingest_csv_columns import CsvColumnReader, Header
+from dmp.ingest_csv_columns import CsvColumnReader, Header, Layout
 from dmp.ingest_format import (
     Chunk,
     DeviceLine,
@@ -242,10 +242,13 @@ class ChunkParser:
         chunk = next(json_chunks(raw, self._table, len(raw) + 1, first_line), None) or Chunk([], [])
         return Prepared(len(raw), chunk, fold(chunk.lines, self._replace), None)
 
-    def prepare_csv(self, text: bytes, first_line: int, header: Header) -> Prepared:
+    def prepare_csv(
+        self, text: bytes, first_line: int, header: Header, layout: Layout | None = None
+    ) -> Prepared:
         """Consecutive CSV lines numbered from ``first_line``, starting at a row, each a row
-        (``dmp.ingest_csv_columns.plain_block``), parsed as ``prepare_json`` does."""
-        columns = self._csv.read_csv(text, header) if self._replace and text else None
+        (``dmp.ingest_csv_columns.plain_layout``, whose ``layout`` of ``text`` may be given),
+        parsed as ``prepare_json`` does."""
+        columns = self._csv.read_csv(text, header, layout) if self._replace and text else None
 
         def per_line(raw: list[bytes], number: int) -> Chunk:
             return csv_rows(raw, header, self._table, number)
@@ -355,9 +358,14 @@ class ChunkParser:
         return result
 
     def parse_csv(
-        self, text: bytes, first_line: int, header: Header, intern: Intern
+        self,
+        text: bytes,
+        first_line: int,
+        header: Header,
+        intern: Intern,
+        layout: Layout | None = None,
     ) -> ChunkResult:
-        return self._parse(self.prepare_csv(text, first_line, header), intern)
+        return self._parse(self.prepare_csv(text, first_line, header, layout), intern)
 
     def parse_json(self, text: bytes, first_line: int, intern: Intern) -> ChunkResult:
         return self._parse(self.prepare_json(text, first_line), intern)

@@ -7,13 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
 from redis.asyncio import Redis
 
 from dmp import resp
 from dmp.benchmarks import write_devices
+from dmp.errors import InvalidDeviceId
+from dmp.ids import IdForm, parse_device_id
 from dmp.ingest import ingest_file
-from dmp.ingest_columns import ColumnReader, Columns
+from dmp.ingest_columns import ColumnReader, Columns, _canonical_imeis
 from dmp.ingest_commands import BulkCommands
 from dmp.ingest_worker import device_commands
 from dmp.profile_store import ProfileStore
@@ -171,3 +174,36 @@ def test_blocks_pyarrow_cannot_read_are_soon_left_to_the_line_parser(
     assert tried > ingest_columns._GIVE_UP
     assert reader.read(block) is None
     assert len(reads) == tried
+
+
+def _luhn_ok(body: str) -> str:
+    """An IMEI: ``body`` (14 digits) and its check digit, found by trying each."""
+    for digit in "0123456789":
+        try:
+            parse_device_id("imei", body + digit)
+        except InvalidDeviceId:
+            continue
+        return body + digit
+    raise AssertionError("no check digit")
+
+
+def test_the_vectorised_imei_check_keeps_exactly_the_imeis_parse_device_id_keeps() -> None:
+    rng = random.Random(7)
+    good = [_luhn_ok("".join(rng.choice("0123456789") for _ in range(14))) for _ in range(300)]
+    wrong_check = [imei[:14] + str((int(imei[14]) + 1) % 10) for imei in good[:100]]
+    values = [
+        *good, *wrong_check, "0" * 15, "490154203237518", "49015420323751", " 490154203237518",
+        "4901542032375180", "49015420323751x", "", "a" * 15,
+    ]  # fmt: skip
+    types = ["imei"] * len(values) + ["IMEI", "gaid"]
+    values += ["490154203237518", "490154203237518"]
+    kept = _canonical_imeis(pa.chunked_array([types]), pa.chunked_array([values]))
+    for id_type, value, fast in zip(types, values, kept.tolist(), strict=True):
+        try:
+            device = parse_device_id(id_type, value)
+            canonical = device.value == value and device.form is IdForm.RAW
+        except InvalidDeviceId:
+            canonical = False
+        # the fast path takes only IDs already canonical; the rest go to parse_device_id
+        assert fast == (canonical and id_type == "imei"), (id_type, value)
+    assert sum(kept.tolist()) == len(good) + 1

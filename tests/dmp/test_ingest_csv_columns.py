@@ -14,7 +14,7 @@ from dmp import ingest
 from dmp.benchmarks import write_devices_csv
 from dmp.ingest import ingest_file
 from dmp.ingest_columns import Columns
-from dmp.ingest_csv_columns import CsvColumnReader, Header, plain_block
+from dmp.ingest_csv_columns import CsvColumnReader, Header, Layout, plain_block
 from dmp.taxonomy import Taxonomy
 from tests.dmp.test_ingest import FEMALE, GAID, IDFA, INTENT, NOW, SUV, tag_id
 from tests.dmp.test_ingest_columns import stored
@@ -119,8 +119,10 @@ async def test_the_csv_fast_path_stores_and_rejects_what_the_line_parser_does(
     taken: list[Columns] = []
     read = CsvColumnReader.read_csv
 
-    def spy(self: CsvColumnReader, data: bytes, header: Header) -> Columns | None:
-        found = read(self, data, header)
+    def spy(
+        self: CsvColumnReader, data: bytes, header: Header, layout: Layout | None = None
+    ) -> Columns | None:
+        found = read(self, data, header, layout)
         if found is not None:
             taken.append(found)
         return found
