@@ -9,14 +9,15 @@ profiles. This process writes the chunks' commands in file order over one raw co
 as the later line says and a reload stores the same bytes. Small inputs are parsed in this
 process, the same way.
 
-In replace mode a JSON Lines chunk takes the columnar path (``dmp.ingest_columns``): parsed
-by pyarrow, checked and encoded as arrays, its commands assembled in bulk; lines it is not
-sure of, and chunks that repeat a device, go through the per-line parser, so what is stored
-and rejected is the same either way. A CSV file in replace mode does the same
-(``dmp.ingest_csv_columns``) block by block after its header; a block it cannot take line
-for row (a quote other than around a whole field on one line, a lone carriage return, bad
-UTF-8) is parsed here per line, reading on into the next blocks while a quoted row is under
-way. Merge mode and in-memory records are per line.
+A JSON Lines chunk takes the columnar path (``dmp.ingest_columns``): parsed by pyarrow,
+checked and encoded as arrays, its commands assembled in bulk; lines it is not sure of, and
+chunks that repeat a device, go through the per-line parser, so what is stored and rejected
+is the same either way. A CSV file does the same (``dmp.ingest_csv_columns``) block by block
+after its header; a block it cannot take line for row (a quote other than around a whole
+field on one line, a lone carriage return, bad UTF-8) is parsed here per line, reading on
+into the next blocks while a quoted row is under way. In merge mode the devices a chunk
+finds stored are merged here (``dmp.ingest_merge``), whichever path encoded them. In-memory
+records are per line.
 
 Modes, per device (all IDs of a line are aliases of its first):
     merge    stored tags kept, the line's added (a tag given again keeps its later expiry,
@@ -438,9 +439,7 @@ def _sample(raw: io.BufferedReader, start: int) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
-def _workers(given: int | None, path: Path, file_format: str, replace: bool) -> int:
-    if file_format != "jsonl" and not replace:
-        return 1  # CSV without the fast path: parsed here, in one stream (rows may span lines)
+def _workers(given: int | None, path: Path) -> int:
     if given is not None:
         return max(1, given)
     return min(4, os.cpu_count() or 1) if path.stat().st_size >= POOL_MIN_BYTES else 1
@@ -542,8 +541,8 @@ async def ingest_file(
     """Load a JSON Lines or CSV file (optionally gzipped) of device tags.
 
     Bad lines go to ``rejects_path`` (default ``<path>.rejects``) and the rest still load.
-    JSON Lines, and CSV in replace mode, are parsed by ``workers`` processes (default: one a
-    core, at most four, for files of 8 MB or more; 1 parses here). Raises ``OSError`` when
+    The file is parsed by ``workers`` processes (default: one a core, at most four, for files
+    of 8 MB or more; 1 parses here). Raises ``OSError`` when
     the file cannot be read and ``IngestError`` for a problem with the whole file (unknown
     format, CSV header without ``id_type``/``id``).
     """
@@ -555,7 +554,7 @@ async def ingest_file(
     started = time.perf_counter()
     settings = Settings(taxonomy, _today(now), mode == "replace", every_spelling)
     load = _Load(redis, settings)
-    processes = processes_for(redis, _workers(workers, path, file_format, settings.replace))
+    processes = processes_for(redis, _workers(workers, path))
     with ExitStack() as stack:
         raw = stack.enter_context(path.open("rb"))
         rejects = stack.enter_context(_RejectFile(rejects_path))
@@ -571,7 +570,7 @@ async def ingest_file(
             stream = _open(raw, stack)
             head = stream.readline()
             first = head.removeprefix(BOM)
-            header = _csv_header_of(first) if settings.replace else None
+            header = _csv_header_of(first)
             if header is None:
                 lines = itertools.chain((first,), stream)
                 results = _chunks_here(load, csv_chunks(lines, load.parser.table, batch_size))

@@ -11,6 +11,7 @@ invalid JSON or UTF-8, blank lines, CR LF endings) goes to it entirely.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ class Columns:
     snapshots: list[SnapshotFields]  # distinct: a block has a few hundred among thousands
     snapshot_of: list[int]  # each device's index in ``snapshots``
     others: list[int]  # 0-based indexes of lines left to the per-line parser
+    # The devices' tag entries as given (rows numbered as ``digests``, file order within a
+    # row): what merge mode needs of a device found stored.
+    entries: Entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,9 +260,7 @@ class ColumnReader:
         if columns is None:
             return None
         others = sorted(unread + lines[columns.others].tolist())
-        return Columns(
-            columns.digests, columns.sections, columns.snapshots, columns.snapshot_of, others
-        )
+        return dataclasses.replace(columns, others=others)
 
     def _parts(self, data: bytes, starts: Ints, ends: Ints) -> _Parts:
         """The block read whole with either kind of tags, else in pieces with the kind that
@@ -404,4 +406,4 @@ class ColumnReader:
         kept = [d for d in found if d is not None]
         assert len(kept) == len(rows)
         others = np.flatnonzero(~ok).tolist()
-        return Columns(kept, sections, snapshots, which.tolist(), others)
+        return Columns(kept, sections, snapshots, which.tolist(), others, fast)

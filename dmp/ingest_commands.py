@@ -64,9 +64,16 @@ class BulkCommands:
     def build(self, primaries: bytes, aliases: bytes, blobs: list[bytes]) -> bytes:
         """Commands for devices ``i``: profile ``blobs[i]`` under ``primaries[8i:8i+8]`` and
         its alias ``aliases[8i:8i+8]`` (each different from its primary)."""
+        return self.build_with_lengths(primaries, aliases, blobs)[0]
+
+    def build_with_lengths(
+        self, primaries: bytes, aliases: bytes, blobs: list[bytes]
+    ) -> tuple[bytes, npt.NDArray[np.int64]]:
+        """``build``'s bytes, and how many of them each device's two commands take (they
+        follow each other in device order)."""
         rows = len(blobs)
         if rows == 0:
-            return b""
+            return b"", np.zeros(0, dtype=np.int64)
         first = np.frombuffer(primaries, dtype=np.uint8).reshape(rows, _DIGEST)
         second = np.frombuffer(aliases, dtype=np.uint8).reshape(rows, _DIGEST)
         sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=rows)
@@ -111,7 +118,7 @@ class BulkCommands:
         np.cumsum(sizes[:-1], out=offsets[1:])
         out[np.repeat(at - offsets, sizes) + np.arange(len(flat))] = flat
         _put(out, at + sizes, after)
-        return out.tobytes()
+        return out.tobytes(), lengths
 
 
 def _put(out: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], parts: Bytes2D) -> None:

@@ -14,6 +14,7 @@ stored and rejected is the same either way.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 
@@ -194,9 +195,7 @@ class CsvColumnReader(ColumnReader):
         if columns is None:
             return None
         others = sorted(np.flatnonzero(~good).tolist() + lines[columns.others].tolist())
-        return Columns(
-            columns.digests, columns.sections, columns.snapshots, columns.snapshot_of, others
-        )
+        return dataclasses.replace(columns, others=others)
 
     @staticmethod
     def _rows(layout: Layout, fields: int) -> _Mask:

@@ -56,15 +56,17 @@ class Merger:
 
     async def commands(self, result: ChunkResult) -> tuple[bytes, int]:
         """The chunk's commands with stored devices merged; and how many replies they get."""
-        if not result.items:
+        primaries = result.primaries()
+        if not primaries:
             return result.commands, result.replies
-        stored = await self._stored([digests[0] for digests, _, _ in result.items])
+        stored = await self._stored(primaries)
         if not stored:
             return result.commands, result.replies
-        merged = self._merge(result.items, stored)
+        found = [index for index, key in enumerate(primaries) if key in stored]
+        merged = self._merge(result, found, stored)
         parts: list[bytes] = []
         replies = 0
-        for index, (start, end, count) in enumerate(result.spans):
+        for index, (start, end, count) in enumerate(result.all_spans()):
             if index not in merged:
                 parts.append(result.commands[start:end])
                 replies += count
@@ -76,22 +78,25 @@ class Merger:
                 replies += count
         return b"".join(parts), replies
 
-    def _merge(self, items: list[Item], stored: dict[bytes, Stored]) -> dict[int, Item | None]:
-        """Item index -> the merged device written in its place (None: folded into another)."""
+    def _merge(
+        self, result: ChunkResult, found: list[int], stored: dict[bytes, Stored]
+    ) -> dict[int, Item | None]:
+        """Device index -> the merged device written in its place (None: folded into
+        another). Only devices found stored take part: one not found is written as new, and
+        no found device's profile lives under it (an alias points at a stored profile)."""
         merged: dict[int, Item | None] = {}
         first_of: dict[bytes, int] = {}
-        for index, item in enumerate(items):
-            key = item[0][0]
-            home, blob = stored.get(key, (key, None))
+        for index in found:
+            item = result.item(index)
+            home, blob = stored[item[0][0]]
             first = first_of.get(home)
             if first is None:
                 first_of[home] = index
-                if key in stored:
-                    merged[index] = self._start(home, blob, item)
+                merged[index] = self._start(home, blob, item)
                 continue
             # Another primary of the same device (one is stored as an alias of the other):
             # applied after the first, in file order.
-            every, kept, fields = merged.get(first) or items[first]
+            every, kept, fields = merged[first] or result.item(first)
             merged[first] = (
                 tuple(dict.fromkeys(every + item[0])),
                 kept + item[1],

@@ -7,10 +7,12 @@ snapshot reference and a tag section) and written out as raw RESP ``HSET`` comma
 the loader sends as they are: building commands in Python through a client library cost
 three quarters of the time of the load this replaced.
 
-In replace mode a JSON Lines block (or a CSV block whose lines are rows) is first offered to
-the columnar fast path (``dmp.ingest_columns`` or ``dmp.ingest_csv_columns``,
-``dmp.ingest_tags``, ``dmp.ingest_commands``), which does the same per device with arrays
-at a fraction of the cost; the lines it leaves go the per-line way.
+A JSON Lines block (or a CSV block whose lines are rows) is first offered to the columnar
+fast path (``dmp.ingest_columns`` or ``dmp.ingest_csv_columns``, ``dmp.ingest_tags``,
+``dmp.ingest_commands``), which does the same per device with arrays at a fraction of the
+cost; the lines it leaves go the per-line way. In merge mode its devices are written as new
+too, and the loader (``dmp.ingest_merge``) rebuilds those it finds stored from their
+entries (``FastItems``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import io
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from dmp.ingest_columns import ColumnReader, Columns
 from dmp.ingest_commands import MAX_BLOB, BulkCommands, bulk_commands
@@ -32,6 +36,7 @@ from dmp.ingest_format import (
     csv_rows,
     json_chunks,
 )
+from dmp.ingest_tags import Ints
 from dmp.profile import Snapshot, snapshot_bytes
 from dmp.profile_tags import TagEncoder
 from dmp.taxonomy import Taxonomy
@@ -59,6 +64,65 @@ class ChunkResult:
     replies: int
     items: list[Item]
     spans: list[tuple[int, int, int]]  # (start, end, replies) per item
+    # Merge mode: the devices of the columnar fast path, after ``items`` (their commands
+    # after those of ``items``), their items made only for the few found stored.
+    fast: FastItems | None = None
+
+    def primaries(self) -> list[bytes]:
+        """The primary digest of every device, ``items`` then ``fast``."""
+        found = [digests[0] for digests, _, _ in self.items]
+        return found + (self.fast.primaries() if self.fast is not None else [])
+
+    def item(self, index: int) -> Item:
+        """Device ``index`` in ``primaries`` order."""
+        if index < len(self.items):
+            return self.items[index]
+        assert self.fast is not None
+        return self.fast[index - len(self.items)]
+
+    def all_spans(self) -> list[tuple[int, int, int]]:
+        """(start, end, replies) of every device's commands, in ``primaries`` order."""
+        return self.spans + (self.fast.spans() if self.fast is not None else [])
+
+
+class FastItems:
+    """Merge mode's view of a block's fast-path devices: their digests, and their tag
+    entries and snapshot fields as compact arrays (cheap to send from a worker), turned
+    into an ``Item`` only for a device the loader finds stored."""
+
+    def __init__(self, columns: Columns, starts: Ints, ends: Ints, replies: Ints) -> None:
+        entries = columns.entries
+        self._digests = columns.digests
+        self._offsets = np.searchsorted(entries.rows, np.arange(len(columns.digests) + 1)).astype(
+            np.int32
+        )
+        self._ids = entries.tag_ids.astype(np.int32)
+        self._days = entries.days.astype(np.int32)
+        self._scores = entries.scores.astype(np.int16)
+        self._snapshots = columns.snapshots
+        self._snapshot_of = np.asarray(columns.snapshot_of, dtype=np.int32)
+        self._starts, self._ends = starts.astype(np.int64), ends.astype(np.int64)
+        self._replies = replies.astype(np.int32)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def primaries(self) -> list[bytes]:
+        return [digests[0] for digests in self._digests]
+
+    def __getitem__(self, index: int) -> Item:
+        lo, hi = int(self._offsets[index]), int(self._offsets[index + 1])
+        scores = [None if score < 0 else score for score in self._scores[lo:hi].tolist()]
+        entries: list[Entry] = list(
+            zip(self._ids[lo:hi].tolist(), self._days[lo:hi].tolist(), scores, strict=True)
+        )
+        fields = self._snapshots[int(self._snapshot_of[index])]
+        return self._digests[index], entries, fields
+
+    def spans(self) -> list[tuple[int, int, int]]:
+        return list(
+            zip(self._starts.tolist(), self._ends.tolist(), self._replies.tolist(), strict=True)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +297,7 @@ class ChunkParser:
     def prepare_json(self, text: bytes, first_line: int) -> Prepared:
         """Consecutive JSON Lines numbered from ``first_line``, parsed (``finish`` them once
         the references of ``missing_of(prepared.snapshots())`` are learnt)."""
-        columns = self._columns.read(text) if self._replace and text else None
+        columns = self._columns.read(text) if text else None
         if columns is not None:
             prepared = self._with_columns(text, first_line, columns)
             if prepared is not None:
@@ -248,7 +312,7 @@ class ChunkParser:
         """Consecutive CSV lines numbered from ``first_line``, starting at a row, each a row
         (``dmp.ingest_csv_columns.plain_layout``, whose ``layout`` of ``text`` may be given),
         parsed as ``prepare_json`` does."""
-        columns = self._csv.read_csv(text, header, layout) if self._replace and text else None
+        columns = self._csv.read_csv(text, header, layout) if text else None
 
         def per_line(raw: list[bytes], number: int) -> Chunk:
             return csv_rows(raw, header, self._table, number)
@@ -296,6 +360,8 @@ class ChunkParser:
         columns = prepared.columns
         if columns is None:
             return result
+        if not self._replace:
+            return self._finish_merge(result, columns)
         parts: list[bytes] = [result.commands]
         refs = self._refs
         if self._bulk is None:
@@ -322,6 +388,42 @@ class ChunkParser:
                 result.devices += len(every)
                 return result
         return self._finish_mixed(result, columns, parts)
+
+    def _finish_merge(self, result: ChunkResult, columns: Columns) -> ChunkResult:
+        """Merge mode: the fast path's devices written as new, each one's commands a span
+        the loader can swap for a merged device's (``FastItems``)."""
+        heads = [self._refs[fields] for fields in columns.snapshots]
+        blobs = list(
+            map(operator.add, map(heads.__getitem__, columns.snapshot_of), columns.sections)
+        )
+        every = columns.digests
+        if self._bulk is None:
+            self._bulk = bulk_commands()
+        firsts = list(map(_FIRST, every)) if set(map(len, every)) <= {2} else []
+        if (
+            self._bulk.usable
+            and len(firsts) == len(every)
+            and (not blobs or max(map(len, blobs)) <= MAX_BLOB)
+            and not any(map(operator.eq, firsts, map(_SECOND, every)))
+        ):
+            data, lengths = self._bulk.build_with_lengths(
+                b"".join(firsts), b"".join(map(_SECOND, every)), blobs
+            )
+            replies = np.full(len(every), 2, dtype=np.int64)
+        else:
+            made = [
+                device_commands(digests, blob, self._buckets)
+                for digests, blob in zip(every, blobs, strict=True)
+            ]
+            data = b"".join(commands for commands, _ in made)
+            lengths = np.array([len(commands) for commands, _ in made], dtype=np.int64)
+            replies = np.array([count for _, count in made], dtype=np.int64)
+        ends = len(result.commands) + np.cumsum(lengths)
+        result.fast = FastItems(columns, ends - lengths, ends, replies)
+        result.commands += data
+        result.replies += int(replies.sum())
+        result.devices += len(every)
+        return result
 
     def _finish_mixed(
         self, result: ChunkResult, columns: Columns, parts: list[bytes]

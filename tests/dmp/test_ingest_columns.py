@@ -91,15 +91,33 @@ def bare_codes_file(path: Path) -> Path:
     return path
 
 
+async def preload(redis: Redis, tmp_path: Path, count: int, seed: int) -> None:
+    """Every other device of the population of ``seed``, stored five days before ``NOW``
+    (other expiry days), for merge mode to merge into."""
+    base = tmp_path / "base.jsonl"
+    write_devices(base, count, seed=seed)
+    base.write_bytes(b"".join(base.read_bytes().splitlines(keepends=True)[::2]))
+    report = await ingest_file(
+        redis, base, taxonomy=Taxonomy.default(), mode="replace", now=NOW - 5 * 86400,
+        rejects_path=tmp_path / "base.rejects",
+    )  # fmt: skip
+    assert report.loaded == (count + 1) // 2
+
+
 @pytest.mark.parametrize(
-    ("workers", "make"), [(1, mixed_file), (2, mixed_file), (1, bare_codes_file)]
-)
+    ("workers", "make", "mode"),
+    [
+        (1, mixed_file, "replace"), (2, mixed_file, "replace"), (1, bare_codes_file, "replace"),
+        (1, mixed_file, "merge"), (2, mixed_file, "merge"), (1, bare_codes_file, "merge"),
+    ],
+)  # fmt: skip
 async def test_the_fast_path_stores_and_rejects_what_the_line_parser_does(
     redis: Redis,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     workers: int,
     make: Callable[[Path], Path],
+    mode: str,
 ) -> None:
     path = make(tmp_path / "devices.jsonl")
     taken: list[Columns] = []
@@ -115,8 +133,10 @@ async def test_the_fast_path_stores_and_rejects_what_the_line_parser_does(
     for reader in (spy, lambda self, data: None):
         monkeypatch.setattr(ColumnReader, "read", reader)
         await redis.flushdb()
+        if mode == "merge":  # half the devices stored already, with other expiry days
+            await preload(redis, tmp_path, *((900, 5) if make is mixed_file else (300, 6)))
         report = await ingest_file(
-            redis, path, taxonomy=Taxonomy.default(), mode="replace", now=NOW,
+            redis, path, taxonomy=Taxonomy.default(), mode=mode, now=NOW,
             batch_size=64, workers=workers,
         )  # fmt: skip
         rejects = "" if report.rejects_path is None else report.rejects_path.read_text()

@@ -17,7 +17,7 @@ from dmp.ingest_columns import Columns
 from dmp.ingest_csv_columns import CsvColumnReader, Header, Layout, plain_block
 from dmp.taxonomy import Taxonomy
 from tests.dmp.test_ingest import FEMALE, GAID, IDFA, INTENT, NOW, SUV, tag_id
-from tests.dmp.test_ingest_columns import stored
+from tests.dmp.test_ingest_columns import preload, stored
 
 G2 = "38400000-8cf0-11bd-b23e-10b96e4000"  # + two hex digits
 I2 = "6D92078A-8246-4BA4-AE5B-76104861E7"
@@ -105,15 +105,20 @@ def plain_file(path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("workers", "make"),
-    [(1, mixed_csv), (2, mixed_csv), (1, crlf_csv), (1, plain_file), (2, plain_file)],
-)
+    ("workers", "make", "mode"),
+    [
+        (1, mixed_csv, "replace"), (2, mixed_csv, "replace"), (1, crlf_csv, "replace"),
+        (1, plain_file, "replace"), (2, plain_file, "replace"),
+        (1, mixed_csv, "merge"), (2, mixed_csv, "merge"), (2, plain_file, "merge"),
+    ],
+)  # fmt: skip
 async def test_the_csv_fast_path_stores_and_rejects_what_the_line_parser_does(
     redis: Redis,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     workers: int,
     make: Callable[[Path], Path],
+    mode: str,
 ) -> None:
     path = make(tmp_path / "devices.csv")
     taken: list[Columns] = []
@@ -130,11 +135,13 @@ async def test_the_csv_fast_path_stores_and_rejects_what_the_line_parser_does(
     monkeypatch.setattr(CsvColumnReader, "read_csv", spy)
     results = []
     for per_line in (False, True):
-        if per_line:  # the whole file through the per-line parser, as in merge mode
+        if per_line:  # the whole file through the per-line parser
             monkeypatch.setattr(ingest, "_csv_header_of", lambda first: None)
         await redis.flushdb()
+        if mode == "merge":  # half the devices stored already, with other expiry days
+            await preload(redis, tmp_path, *((700, 7) if make is plain_file else (900, 5)))
         report = await ingest_file(
-            redis, path, taxonomy=Taxonomy.default(), mode="replace", now=NOW,
+            redis, path, taxonomy=Taxonomy.default(), mode=mode, now=NOW,
             batch_size=64, workers=workers,
         )  # fmt: skip
         rejects = "" if report.rejects_path is None else report.rejects_path.read_text()
