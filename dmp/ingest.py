@@ -186,8 +186,9 @@ class _Writer:
         if self._merger is None:
             commands, replies = result.commands, result.replies
         else:
+            sent = self._merger.send_lookup(result)  # queued behind every earlier chunk
             await self.drain()  # the merge reads must see every earlier chunk
-            commands, replies = await self._merger.commands(result)
+            commands, replies = await self._merger.commands(result, sent)
         self._conn.send(commands)
         await self.drain()  # the previous chunk's replies, while Redis works on this one
         self._pending = replies

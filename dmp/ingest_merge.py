@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from dmp import resp
+from dmp.ingest_commands import bucket_names
 from dmp.ingest_format import SnapshotFields
 from dmp.ingest_worker import ChunkResult, Entry, Item, device_commands, overlay, snapshot_of
 from dmp.profile import ProfileFormatError, TagEntry, decode_entries, snapshot_bytes, tag_section
@@ -36,11 +37,32 @@ class Merger:
         assert isinstance(values, list)
         return [v if isinstance(v, bytes) else None for v in values]
 
-    async def _stored(self, primaries: list[bytes]) -> dict[bytes, Stored]:
-        """Each primary -> where its profile lives (aliases followed) and the blob, if any."""
+    def send_lookup(self, result: ChunkResult) -> list[bytes] | None:
+        """Queue the read of the chunk's devices now, behind the previous chunk's writes (a
+        server runs one connection's commands in order, so the read sees them), for
+        ``commands(result, sent)`` to take its reply once those writes' replies are in: the
+        read no longer waits for them to come back before it is even sent. None where reads
+        cannot be queued so (a cluster, read slot by slot)."""
+        if not isinstance(self._conn, resp.RespConnection):
+            return None
+        primaries = result.primaries()
+        if primaries:
+            # Bucket names from the table the workers' bulk commands use: a tenth the cost.
+            names = bucket_names()
+            buckets = [names[digest[0] << 8 | digest[1]] for digest in primaries]
+            self._conn.send(self._store.get_many_command(primaries, buckets))
+        return primaries
+
+    async def _stored(
+        self, primaries: list[bytes], values: list[bytes | None] | None = None
+    ) -> dict[bytes, Stored]:
+        """Each primary -> where its profile lives (aliases followed) and the blob, if any;
+        ``values``: what is stored under the primaries, if read already."""
         found: dict[bytes, Stored] = {}
         aliases: dict[bytes, bytes] = {}
-        for key, value in zip(primaries, await self._get(primaries), strict=True):
+        if values is None:
+            values = await self._get(primaries)
+        for key, value in zip(primaries, values, strict=True):
             if value is not None and value[:1] == ALIAS_MARK:
                 aliases[key] = value[1:]
             elif value is not None:
@@ -54,12 +76,20 @@ class Merger:
                     found[key] = (target, blob)
         return found
 
-    async def commands(self, result: ChunkResult) -> tuple[bytes, int]:
-        """The chunk's commands with stored devices merged; and how many replies they get."""
-        primaries = result.primaries()
+    async def commands(
+        self, result: ChunkResult, sent: list[bytes] | None = None
+    ) -> tuple[bytes, int]:
+        """The chunk's commands with stored devices merged; and how many replies they get.
+        ``sent``: the primaries ``send_lookup`` queued the read of (its reply next)."""
+        primaries = result.primaries() if sent is None else sent
         if not primaries:
             return result.commands, result.replies
-        stored = await self._stored(primaries)
+        values = None
+        if sent is not None:
+            (reply,) = await self._conn.replies(1)
+            assert isinstance(reply, list)
+            values = [v if isinstance(v, bytes) else None for v in reply]
+        stored = await self._stored(primaries, values)
         if not stored:
             return result.commands, result.replies
         found = [index for index, key in enumerate(primaries) if key in stored]
