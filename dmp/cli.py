@@ -37,7 +37,7 @@ formats:
   CSV with a header: id_type,id,tags,os,model,price_tier,country,region,city
     where tags is code[:score] items separated by '|'.
   Either may be gzipped. Bad lines go to the reject file as line<TAB>reason<TAB>text.
-  CSV loads fastest (about 1.6x JSON Lines), and replace mode about 1.7x merge mode.
+  CSV loads fastest (about 1.2-1.6x JSON Lines), and replace mode about 1.6x merge mode.
 
 Prints a one-line JSON summary on stdout. Exit status 0 (even with rejected lines),
 1 when the file cannot be read or loaded.
