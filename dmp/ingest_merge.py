@@ -11,14 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
+
 from dmp import resp
 from dmp.ingest_commands import bucket_names
 from dmp.ingest_format import SnapshotFields
+from dmp.ingest_tags import Entries, encode_sections
 from dmp.ingest_worker import ChunkResult, Entry, Item, device_commands, overlay, snapshot_of
-from dmp.profile import ProfileFormatError, TagEntry, decode_entries, snapshot_bytes, tag_section
+from dmp.profile import ProfileFormatError, decode_live_entries, snapshot_bytes
 from dmp.profile_store import ALIAS_MARK, ProfileStore
+from dmp.profile_tags import TagEncoder, header_bits
 
 log = logging.getLogger(__name__)
+_ENCODER = TagEncoder()
 
 Stored = tuple[bytes, bytes | None]  # (digest the profile lives under, its blob)
 
@@ -94,6 +99,8 @@ class Merger:
             return result.commands, result.replies
         found = [index for index, key in enumerate(primaries) if key in stored]
         merged = self._merge(result, found, stored)
+        devices = {index: item for index, item in merged.items() if item is not None}
+        encoded = dict(zip(devices, await self._encode(list(devices.values())), strict=True))
         parts: list[bytes] = []
         replies = 0
         for index, (start, end, count) in enumerate(result.all_spans()):
@@ -101,9 +108,8 @@ class Merger:
                 parts.append(result.commands[start:end])
                 replies += count
                 continue
-            device = merged[index]
-            if device is not None:
-                commands, count = await self._encode(*device)
+            if index in encoded:
+                commands, count = encoded[index]
                 parts.append(commands)
                 replies += count
         return b"".join(parts), replies
@@ -142,13 +148,10 @@ class Merger:
         if blob is None:
             return digests, entries, fields
         try:
-            snapshot, old = decode_entries(blob)
+            snapshot, kept = decode_live_entries(blob, self._today)
         except ProfileFormatError as exc:
             log.warning("unreadable stored profile replaced", extra={"reason": str(exc)})
             return digests, entries, fields
-        kept: list[Entry] = [
-            (e.tag_id, e.expires_day, e.score) for e in old if e.expires_day >= self._today
-        ]
         base: SnapshotFields = (
             snapshot.os,
             snapshot.model,
@@ -159,10 +162,32 @@ class Merger:
         )
         return digests, kept + entries, overlay(base, fields)
 
-    async def _encode(
-        self, digests: tuple[bytes, ...], entries: list[Entry], fields: SnapshotFields
-    ) -> tuple[bytes, int]:
-        snapshot = snapshot_bytes(snapshot_of(fields))
-        (ref,) = await self._store.refs([snapshot])
-        tags = tag_section(TagEntry(*entry) for entry in entries)
-        return device_commands(digests, (ref or b"\x02" + snapshot) + tags)
+    async def _encode(self, devices: list[Item]) -> list[tuple[bytes, int]]:
+        """The commands of merged devices, and how many replies each gets; their tag
+        sections encoded in one batch (``dmp.ingest_tags``), a reload merging every device."""
+        snapshots = [snapshot_bytes(snapshot_of(fields)) for _, _, fields in devices]
+        refs = await self._store.refs(snapshots)
+        sections = _sections([entries for _, entries, _ in devices])
+        return [
+            device_commands(digests, (ref or b"\x02" + snapshot) + section)
+            for (digests, _, _), ref, snapshot, section in zip(
+                devices, refs, snapshots, sections, strict=True
+            )
+        ]
+
+
+def _sections(devices: list[list[Entry]]) -> list[bytes]:
+    """Each device's tag section, as ``TagEncoder`` writes it; by the batch encoder when the
+    batch allows (tag ids and expiry days within its bounds), else one by one."""
+    flat = [entry for entries in devices for entry in entries]
+    rows = np.repeat(np.arange(len(devices), dtype=np.int64), [len(e) for e in devices])
+    batch = Entries(
+        rows,
+        np.array([entry[0] for entry in flat], dtype=np.int64),
+        np.array([entry[1] for entry in flat], dtype=np.int64),
+        np.array([-1 if entry[2] is None else entry[2] for entry in flat], dtype=np.int64),
+    )
+    found = encode_sections(batch, len(devices), header_bits)
+    if found is not None:
+        return found
+    return [_ENCODER.encode(entries) for entries in devices]

@@ -124,6 +124,24 @@ def decode_entries(data: bytes) -> tuple[Snapshot, list[TagEntry]]:
     return snapshot, entries
 
 
+def decode_live_entries(
+    data: bytes, today: int
+) -> tuple[Snapshot, list[tuple[int, int, int | None]]]:
+    """The entries expiring on ``today`` or later, as (tag id, expiry day, score) tuples:
+    what merge mode keeps of a stored profile (``decode_entries`` without the expired ones,
+    and no object per entry)."""
+    snapshot, pos = _open(data)
+    days, groups, scores = decode_section(data, pos)
+    entries: list[tuple[int, int, int | None]] = []
+    position = 0  # scores are keyed by position among all ids, expired ones included
+    get = scores.get
+    for day, ids in zip(days, groups, strict=True):
+        if day >= today:
+            entries += [(tag_id, day, get(position + n)) for n, tag_id in enumerate(ids)]
+        position += len(ids)
+    return snapshot, entries
+
+
 def decode(data: bytes, today: int) -> Profile:
     """The profile as the bidder sees it: tags expiring before ``today`` are dropped."""
     snapshot, pos = _open(data)

@@ -13,6 +13,7 @@ from dmp.profile import (
     TagEntry,
     decode,
     decode_entries,
+    decode_live_entries,
     encode,
     snapshot_bytes,
     tag_section,
@@ -124,6 +125,11 @@ def test_tags_of_many_expiry_days_and_scores_round_trip() -> None:
         assert sorted(decoded, key=lambda e: e.tag_id) == sorted(
             latest.values(), key=lambda e: e.tag_id
         )
+        # merge mode's reading: the same entries as tuples, those expired before a day left out
+        for today in (0, 2600, 5000):
+            live = decode_live_entries(encode(SNAPSHOT, entries), today)
+            kept = [(e.tag_id, e.expires_day, e.score) for e in decoded if e.expires_day >= today]
+            assert live == (SNAPSHOT, kept)
 
 
 def test_a_fresh_load_of_24_tags_packs_into_a_few_bits_a_tag() -> None:
