@@ -120,6 +120,25 @@ class BulkCommands:
         _put(out, at + sizes, after)
         return out.tobytes(), lengths
 
+    def presence(self, primaries: bytes) -> bytes:
+        """``HMGET bucket profile-field alias-field`` of each 8-byte digest in
+        ``primaries``: whether anything is stored under it (``ingest_merge``)."""
+        rows = len(primaries) // _DIGEST
+        if rows == 0:
+            return b""
+        first = np.frombuffer(primaries, dtype=np.uint8).reshape(rows, _DIGEST)
+        return np.hstack(
+            [
+                _const(b"*4\r\n$5\r\nHMGET\r\n$%d\r\n" % self.bucket_size, rows),
+                self._buckets[first[:, 0].astype(np.int64) << 8 | first[:, 1]],
+                _const(b"\r\n$%d\r\n" % self._field, rows),
+                first[:, _DIGEST - self._field :],
+                _const(b"\r\n$%d\r\n" % self._alias, rows),
+                first[:, _DIGEST - self._alias :],
+                _const(b"\r\n", rows),
+            ]
+        ).tobytes()
+
 
 def _put(out: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], parts: Bytes2D) -> None:
     out[starts[:, None] + np.arange(parts.shape[1])] = parts

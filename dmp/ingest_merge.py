@@ -14,16 +14,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from dmp import resp
-from dmp.ingest_commands import bucket_names
+from dmp.ingest_commands import bulk_commands
 from dmp.ingest_format import SnapshotFields
 from dmp.ingest_tags import Entries, encode_sections
 from dmp.ingest_worker import ChunkResult, Entry, Item, device_commands, overlay, snapshot_of
 from dmp.profile import ProfileFormatError, decode_live_entries, snapshot_bytes
 from dmp.profile_store import ALIAS_MARK, ProfileStore
 from dmp.profile_tags import TagEncoder, header_bits
+from infra import keys
 
 log = logging.getLogger(__name__)
 _ENCODER = TagEncoder()
+_ABSENT = [None, None]  # a presence reply when neither field is there
 
 Stored = tuple[bytes, bytes | None]  # (digest the profile lives under, its blob)
 
@@ -52,22 +54,14 @@ class Merger:
             return None
         primaries = result.primaries()
         if primaries:
-            # Bucket names from the table the workers' bulk commands use: a tenth the cost.
-            names = bucket_names()
-            buckets = [names[digest[0] << 8 | digest[1]] for digest in primaries]
-            self._conn.send(self._store.get_many_command(primaries, buckets))
+            self._conn.send(_presence_commands(primaries))
         return primaries
 
-    async def _stored(
-        self, primaries: list[bytes], values: list[bytes | None] | None = None
-    ) -> dict[bytes, Stored]:
-        """Each primary -> where its profile lives (aliases followed) and the blob, if any;
-        ``values``: what is stored under the primaries, if read already."""
+    async def _stored(self, primaries: list[bytes]) -> dict[bytes, Stored]:
+        """Each primary -> where its profile lives (aliases followed) and the blob, if any."""
         found: dict[bytes, Stored] = {}
         aliases: dict[bytes, bytes] = {}
-        if values is None:
-            values = await self._get(primaries)
-        for key, value in zip(primaries, values, strict=True):
+        for key, value in zip(primaries, await self._get(primaries), strict=True):
             if value is not None and value[:1] == ALIAS_MARK:
                 aliases[key] = value[1:]
             elif value is not None:
@@ -89,12 +83,16 @@ class Merger:
         primaries = result.primaries() if sent is None else sent
         if not primaries:
             return result.commands, result.replies
-        values = None
         if sent is not None:
-            (reply,) = await self._conn.replies(1)
-            assert isinstance(reply, list)
-            values = [v if isinstance(v, bytes) else None for v in reply]
-        stored = await self._stored(primaries, values)
+            # Only the devices with anything under their digest are read in full (the
+            # script that follows aliases costs Redis several times a plain HMGET).
+            present = await self._conn.replies(len(primaries))
+            candidates = [
+                key for key, fields in zip(primaries, present, strict=True) if fields != _ABSENT
+            ]
+            stored = await self._stored(candidates) if candidates else {}
+        else:
+            stored = await self._stored(primaries)
         if not stored:
             return result.commands, result.replies
         found = [index for index, key in enumerate(primaries) if key in stored]
@@ -191,3 +189,15 @@ def _sections(devices: list[list[Entry]]) -> list[bytes]:
     if found is not None:
         return found
     return [_ENCODER.encode(entries) for entries in devices]
+
+
+def _presence_commands(primaries: list[bytes]) -> bytes:
+    """``HMGET bucket profile-field alias-field`` of each primary: what, if anything, is
+    stored under it (one reply each, two values); assembled by ``BulkCommands``."""
+    bulk = bulk_commands()
+    if bulk.usable:
+        return bulk.presence(b"".join(primaries))
+    return b"".join(
+        resp.command(b"HMGET", keys.profile_bucket(d), keys.profile_field(d), keys.alias_field(d))
+        for d in primaries
+    )

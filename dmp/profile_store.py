@@ -237,13 +237,9 @@ class ProfileStore:
         await self._redis.script_load(_GET_LUA)
         await self._redis.script_load(INTERN_LUA)
 
-    def get_many_command(
-        self, digests: Sequence[bytes], buckets: Sequence[bytes] | None = None
-    ) -> bytes:
-        """``get_many`` as one raw command, for a ``dmp.resp`` connection; one reply.
-        ``buckets``: the digests' bucket names, if the caller has them at hand."""
-        if buckets is None:
-            buckets = [keys.profile_bucket(d) for d in digests]
+    def get_many_command(self, digests: Sequence[bytes]) -> bytes:
+        """``get_many`` as one raw command, for a ``dmp.resp`` connection; one reply."""
+        buckets = [keys.profile_bucket(d) for d in digests]
         count = str(len(digests)).encode()
         return resp.command(b"EVALSHA", self._get.sha.encode(), count, *buckets, *digests)
 

@@ -170,6 +170,13 @@ def test_bulk_commands_are_the_bytes_of_device_commands() -> None:
     )
     assert found == b"".join(device_commands(d[:2], d[2])[0] for d in devices)
     assert bulk.build(b"", b"", []) == b""
+    # merge mode's presence reads: HMGET of each digest's profile and alias fields
+    digests = [d[0] for d in devices]
+    assert bulk.presence(b"".join(digests)) == b"".join(
+        resp.command(b"HMGET", keys.profile_bucket(d), keys.profile_field(d), keys.alias_field(d))
+        for d in digests
+    )
+    assert bulk.presence(b"") == b""
 
 
 def test_blocks_pyarrow_cannot_read_are_soon_left_to_the_line_parser(
