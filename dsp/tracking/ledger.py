@@ -186,6 +186,20 @@ return 1
 """
 
 
+# Cluster only: a counted notice's event, appended once. redis-py's cluster client sends a
+# command again when its reply was lost (a failover), and a bare XADD would then be in the
+# stream twice; the mark lives in the stream's slot, as long as such a retry can come.
+# KEYS: 1 the stream, 2 the mark (keys.event_appended); ARGV: 1 event, 2 maxlen, 3 mark ttl.
+_APPEND_ONCE_LUA = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+  return 1
+end
+return 0
+"""
+_APPENDED_TTL_S = 300
+
+
 class NotReplicated(RedisError):
     """A charge made on a cluster master that no replica confirmed in time: the notice is
     answered 503 and the exchange retries it (charged once: the retry finds it seen)."""
@@ -263,6 +277,7 @@ class Ledger:
         self._loss: AsyncScript = redis.register_script(_LOSS_LUA)
         self._record_cluster: AsyncScript = redis.register_script(_RECORD_CLUSTER_LUA)
         self._device: AsyncScript = redis.register_script(_DEVICE_LUA)
+        self._append_once: AsyncScript = redis.register_script(_APPEND_ONCE_LUA)
         self._ttl_s = ttl_s
         self._maxlen = stream_maxlen
         self._settlements_ttl_s = settlements_ttl_s
@@ -420,12 +435,13 @@ class Ledger:
         invalid = reason.decode() if isinstance(reason, bytes) else str(reason)
         capped = cap is not None and bool(notice.device)
         touch = bool(touch_ttl_s and notice.device) and not invalid and kind in ("imp", "click")
+        once = keys.event_appended(seen)
         try:
             if money and self.wait_replicas:
-                await self._appended_and_replicated(appended)
+                await self._appended_and_replicated(appended, once)
             else:
-                await self._redis.xadd(
-                    keys.EVENTS, {"e": appended}, maxlen=self._maxlen, approximate=True
+                await self._append_once(
+                    keys=[keys.EVENTS, once], args=[appended, self._maxlen, _APPENDED_TTL_S]
                 )
         except RedisError:
             self.events_lost += 1
@@ -445,14 +461,17 @@ class Ledger:
             )  # fmt: skip
         return Recorded(True, charged, amount_micros - charged, invalid)
 
-    async def _appended_and_replicated(self, appended: bytes) -> None:
+    async def _appended_and_replicated(self, appended: bytes, once: str) -> None:
         """A money notice's event, then ``WAIT`` on the stream's master as for its charge: an
         append no replica confirmed is one a failover may lose, so it is counted as lost
         (``events_lost``) now rather than missed later. The charge stands either way."""
         cluster = self._redis
         node = cluster.get_node_from_key(keys.EVENTS)  # type: ignore[attr-defined]
         async with cluster.pipeline(transaction=False) as pipe:
-            pipe.xadd(keys.EVENTS, {"e": appended}, maxlen=self._maxlen, approximate=True)
+            pipe.execute_command(
+                "EVAL", _APPEND_ONCE_LUA, 2, keys.EVENTS, once,
+                appended, self._maxlen, _APPENDED_TTL_S,
+            )  # fmt: skip
             pipe.execute_command(
                 "WAIT", self.wait_replicas, self._replica_wait_ms, target_nodes=node
             )

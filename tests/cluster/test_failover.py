@@ -126,8 +126,7 @@ async def test_a_master_killed_under_load_costs_no_bids_beyond_its_slots_and_no_
         await fresh.aclose()
     assert tally.wins_acknowledged > 300
     assert spent == (tally.wins_acknowledged + warm_up.wins_acknowledged) * CLEARING_MICROS
-    # A win event whose append was retried by the cluster client after its reply was lost in
-    # the failover can be in the stream twice: counted once per (auction, imp), and shown.
+    # Counted once per (auction, imp), and any doubled by a retried append shown.
     wins = [
         orjson.loads(fields[b"e"])
         for _, fields in stream
@@ -157,4 +156,6 @@ async def test_a_master_killed_under_load_costs_no_bids_beyond_its_slots_and_no_
     # failover can still lose a few acknowledged writes (WAIT narrows the window, it does not
     # close it): up to 1 % of the wins here, on top of the appends counted as lost; printed.
     assert 0 <= lost <= ledger.events_lost + retried + max(5, acknowledged // 100)
-    assert doubled <= 5
+    # An append is one script that marks it in the stream's slot, so the client's retry of
+    # one whose reply was lost adds nothing (CI once saw 13 doubled by bare XADDs).
+    assert doubled == 0
