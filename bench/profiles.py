@@ -21,7 +21,12 @@ from dmp.ingest_format import CSV_COLUMNS
 from dmp.taxonomy import Taxonomy
 from infra.embedded_redis import EmbeddedRedis
 
-FIGURES = ("dmp_bytes_per_device", "ingest_devices_per_s", "ingest_csv_devices_per_s")
+FIGURES = (
+    "dmp_bytes_per_device",
+    "ingest_devices_per_s",
+    "ingest_csv_devices_per_s",
+    "ingest_csv_merge_devices_per_s",
+)
 
 
 async def _used_memory(url: str) -> int:
@@ -45,10 +50,10 @@ def measure_memory(figures: Figures, count: int, seed: int) -> None:
     figures.add(FIGURES[0], per_device, "bytes", note)
 
 
-async def _ingest(url: str, path: Path, taxonomy: Taxonomy) -> IngestReport:
+async def _ingest(url: str, path: Path, taxonomy: Taxonomy, mode: str) -> IngestReport:
     redis = Redis.from_url(url)
     try:
-        return await ingest_file(redis, path, taxonomy=taxonomy, mode="replace")
+        return await ingest_file(redis, path, taxonomy=taxonomy, mode=mode)
     finally:
         await redis.aclose()
 
@@ -65,7 +70,8 @@ def _write_csv(path: Path, records: Iterable[devices.Record]) -> None:
 
 def measure_ingest(figures: Figures, count: int, seed: int) -> None:
     """``ingest_devices_per_s`` and ``ingest_csv_devices_per_s``: ``ingest_file`` of the same
-    devices as a JSON Lines file, then as a CSV file, each into a fresh Redis."""
+    devices as a JSON Lines file, then as a CSV file, each into a fresh Redis in replace
+    mode; ``ingest_csv_merge_devices_per_s``: the CSV file in merge mode."""
     taxonomy = Taxonomy.default()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         paths = {"jsonl": Path(tmp) / "devices.jsonl", "csv": Path(tmp) / "devices.csv"}
@@ -78,14 +84,19 @@ def measure_ingest(figures: Figures, count: int, seed: int) -> None:
         # one still holding the generated records (copying its page tables cost 5 % here).
         del records
         gc.collect()
-        for name, kind in ((FIGURES[1], "jsonl"), (FIGURES[2], "csv")):
+        runs = (
+            (FIGURES[1], "jsonl", "replace"),
+            (FIGURES[2], "csv", "replace"),
+            # merge mode (dmp ingest's default) reads what is stored of every device first
+            (FIGURES[3], "csv", "merge"),
+        )
+        for name, kind, mode in runs:
             path = paths[kind]
             size_mb = path.stat().st_size / 1e6
             what = "JSON Lines" if kind == "jsonl" else "CSV"
-            figures.say(f"dmp: ingesting {count:,} devices ({size_mb:.0f} MB of {what})")
+            figures.say(f"dmp: ingesting {count:,} devices ({size_mb:.0f} MB of {what}, {mode})")
             with EmbeddedRedis() as url:
-                report = uvloop.run(_ingest(url, path, taxonomy))
-            path.unlink()
+                report = uvloop.run(_ingest(url, path, taxonomy, mode))
             note = f"{report.loaded:,} loaded, {report.rejected} rejected, {report.seconds:.1f} s"
             figures.add(name, report.devices_per_s, "devices/s", note)
 
