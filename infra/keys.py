@@ -30,15 +30,13 @@ CAMPAIGNS = b"dsp:campaigns"  # hash: campaign id -> campaign JSON
 CAMPAIGNS_VERSION = b"{dsp:campaigns}:version"
 SIGNING_KEY = b"dsp:signing-key"
 EVENTS = b"dsp:events"  # stream of win, impression and click events
-# A hash tag whose slot is EVENTS' own (6652; the stream's name predates tags, and renaming a
-# live stream loses its consumer groups): keys that must share the stream's shard use it.
-EVENTS_SLOT_TAG = "ev19479"
 
 
 def event_appended(seen: str) -> str:
-    """Marks that the event of the notice whose seen key is ``seen`` is in the stream, in
-    the stream's slot: a cluster client's retry of the append finds it and adds nothing."""
-    return f"{{{EVENTS_SLOT_TAG}}}:appended:{seen}"
+    """Marks that the event of the notice whose seen key is ``seen`` is in the stream, beside
+    the stream (hash tag: the stream's own name, as ``event_counts``): a cluster client's
+    retry of the append finds it and adds nothing."""
+    return f"dsp:{{dsp:events}}:appended:{seen}"
 
 
 def _bucket(digest: bytes) -> int:

@@ -34,21 +34,31 @@ from dsp.conversions.attribution import Touch
 from infra import keys
 from infra.redis_client import is_cluster
 
-# KEYS: 1 dedup key, 2 campaign stats, 3 events
-# ARGV: 1 dedup ttl, 2 stats prefix, 3 event type, 4 value micros, 5 stream maxlen,
-#       6 event JSON without type and braces
-_CONVERT_LUA = """
-if not redis.call('SET', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[1]) then
-  return 0
-end
+# A conversion's counters, in both scripts that count: KEYS[2] campaign stats;
+# ARGV: 2 stats prefix, 3 event type, 4 value micros.
+_COUNT_STATS = """
 redis.call('HINCRBY', KEYS[2], ARGV[2] .. ARGV[3], 1)
 if tonumber(ARGV[4]) > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'conversion_value', ARGV[4])
 end
+"""
+
+# KEYS: 1 dedup key, 2 campaign stats, 3 events
+# ARGV: 1 dedup ttl, 2 stats prefix, 3 event type, 4 value micros, 5 stream maxlen,
+#       6 event JSON without type and braces
+_CONVERT_LUA = (
+    """
+if not redis.call('SET', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[1]) then
+  return 0
+end
+"""
+    + _COUNT_STATS
+    + """
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'e',
            '{"type":"' .. ARGV[3] .. '",' .. ARGV[6] .. '}')
 return 1
 """
+)
 
 # Cluster step 1, the stream's slot. KEYS: 1 dedup key beside the stream, 2 events
 # ARGV: 1 dedup ttl, 2 what step 2 needs (JSON), 3 event type, 4 stream maxlen,
@@ -65,16 +75,17 @@ return {1}
 
 # Cluster step 2, the campaign's slot. KEYS: 1 counted marker, 2 campaign stats
 # ARGV: 1 dedup ttl, 2 stats prefix, 3 event type, 4 value micros
-_COUNT_LUA = """
+_COUNT_LUA = (
+    """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
-redis.call('HINCRBY', KEYS[2], ARGV[2] .. ARGV[3], 1)
-if tonumber(ARGV[4]) > 0 then
-  redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'conversion_value', ARGV[4])
-end
+"""
+    + _COUNT_STATS
+    + """
 return 1
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
