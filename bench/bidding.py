@@ -30,12 +30,13 @@ from dmp.profile_store import ProfileStore
 from dmp.taxonomy import Taxonomy
 from dsp.bidder.openrtb import parse_bid_request
 from dsp.campaigns.store import save_campaigns
+from infra import compiled
 from infra.embedded_redis import EmbeddedRedis
 from infra.settings import DEFAULT_FX_PER_USD
 
 FIGURES = (
-    "load_generator_wrk", "generator_ceiling_rps", "bare_rps", "bare_p50_ms", "bare_p99_ms",
-    "bare_p999_ms", "bid_rps", "bid_ratio_vs_bare",
+    "bid_path_compiled", "load_generator_wrk", "generator_ceiling_rps", "bare_rps",
+    "bare_p50_ms", "bare_p99_ms", "bare_p999_ms", "bid_rps", "bid_ratio_vs_bare",
     "bid_p50_ms", "bid_p99_ms", "bid_p999_ms", "bid_fill_fraction", "bid_p99_ms_half_load",
     "late_fraction_overload", "bid_rps_2_workers", "bare_cpu_us_per_request",
     "bid_cpu_us_per_request", "bid_cpu_ratio_vs_bare", "bid_shed_fraction",
@@ -232,6 +233,9 @@ def _runs(
         cpu_us = (servers.cpu_seconds(pids) - used) / answers * 1e6 if pids and answers else 0.0
         return dataclasses.replace(run, cpu_us=cpu_us)
 
+    state = compiled.summary()
+    note = f"1: the bid path runs compiled by mypyc (make compile); here {state}"
+    figures.add("bid_path_compiled", int(state == "compiled"), "", note)
     figures.add("load_generator_wrk", int(wrk is not None), "", "1: wrk, 0: built-in generator")
     ceiling, bare = _reference_figures(figures, closed)
     # Closed loop, the bidder's throughput: with shedding off, or answers shed unread (at

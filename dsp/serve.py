@@ -16,6 +16,7 @@ from aiohttp import web
 
 from dsp.app import BIDDER, METRICS, PIPE, create_app
 from dsp.bidder.front import BidFront, Shedder
+from infra import compiled
 from infra.embedded_redis import redis_url_or_embedded
 from infra.logs import setup_logging
 from infra.settings import Settings
@@ -126,10 +127,20 @@ def serve(settings: Settings) -> None:
     data_dir = Path(settings.redis_data_dir) if settings.redis_data_dir else None  # issue 10
     with redis_url_or_embedded(settings.redis_url, data_dir) as url:
         settings = settings.replace(redis_url=url)
+        bid_path = compiled.summary()
         log.info(
             "bidder listening",
-            extra={"url": settings.base_url, "workers": settings.workers, "redis": url},
-        )
+            extra={
+                "url": settings.base_url, "workers": settings.workers, "redis": url,
+                "bid_path": bid_path,
+            },
+        )  # fmt: skip
+        if bid_path == "stale":
+            log.warning(
+                "compiled bid path modules are older than their source and run old code: "
+                "`python -m infra.compiled build` (or `make compile`) compiles them again",
+                extra={"stale": compiled.stale()},
+            )
         if settings.workers == 1:
             run_worker(settings)
         else:

@@ -10,8 +10,19 @@ from aiohttp.web import Application, Request
 from redis.asyncio import Redis
 
 from dsp.app import create_app
+from infra import compiled
 from infra.embedded_redis import EmbeddedRedis, free_port
 from infra.settings import Settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A compiled module older than its source would be tested in place of the source.
+    if stale := compiled.stale():
+        raise pytest.UsageError(
+            f"compiled modules older than their source: {', '.join(stale)}; "
+            "`make compile` (or `python -m infra.compiled build`) compiles them again, "
+            "`python -m infra.compiled clean` runs the tests interpreted"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dsp.conversions.click_ids import ClickIds, with_click_id
@@ -35,7 +37,7 @@ def test_forged_altered_or_retired_click_ids_are_refused() -> None:
         old.read(other)  # signed with a key we never had
     assert refused.value.reason == "forged_click"
     altered = ClickIds(signer(("1", b"key-one"))).mint(
-        Notice(**{**{f: getattr(NOTICE, f) for f in Notice.__slots__}, "campaign_id": "c2"}), 1
+        dataclasses.replace(NOTICE, campaign_id="c2"), 1
     )
     with pytest.raises(ConversionRefused):  # the payload of c2 with the signature of c1
         old.read(f"{altered.split('.')[0]}.{key_id}.{signature}")

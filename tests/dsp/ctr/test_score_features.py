@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,10 @@ from redis.asyncio import Redis
 
 from dmp.profile import UNSCORED
 from dmp.taxonomy import Taxonomy
+from dsp.bidder.decide import Bid
 from dsp.bidder.openrtb import BidRequest, parse_bid_request
+from dsp.bidder.response import Admitted
+from dsp.budget.keeper import Reservation
 from dsp.campaigns.index import CampaignIndex
 from dsp.campaigns.validation import campaign_from_dict
 from dsp.ctr import features as f
@@ -81,9 +83,8 @@ async def test_event_to_training_row_to_the_same_prediction(redis: Redis, tmp_pa
     device = {SUV: UNSCORED, INTENT: 85, TEST_DRIVE: 20, GAMES: 90}
     matched = (SUV, INTENT, TEST_DRIVE)  # what TagMatcher gives: the line's tags, sorted
     imp = request.imps[0]
-    admitted: Any = [
-        SimpleNamespace(bid=SimpleNamespace(imp=imp, line=line), tags=matched, scores=device)
-    ]
+    reservation = Reservation("k1", "2026-11-23", line.price_micros)
+    admitted = [Admitted(Bid(imp, line), reservation, tags=matched, scores=device)]
     buffer = EventBuffer(redis, flush_s=3600)
     buffer.bids(request, admitted, "00ff", DAY0)
     assert await buffer.flush() == 1

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from decimal import Decimal
 from typing import Any
 
 from redis.asyncio import Redis
 
+from dmp.taxonomy import Taxonomy
+from dsp.bidder.decide import Bid
+from dsp.bidder.openrtb import parse_bid_request
+from dsp.bidder.response import Admitted
+from dsp.budget.keeper import Reservation
+from dsp.campaigns.index import CampaignIndex
+from dsp.campaigns.validation import campaign_from_dict
 from dsp.events.bid_log import EventBuffer
 from dsp.events.schema import entry_events
 from infra import keys
+from tests.dsp import factories
 from tests.dsp.events.streams import events
 
 
@@ -52,13 +60,17 @@ async def test_a_failed_flush_keeps_its_events_for_the_next(redis_url: str) -> N
 
 
 async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis: Redis) -> None:
-    creative = SimpleNamespace(id="cr1", w=0, h=0)
-    line = SimpleNamespace(creative=creative, campaign=SimpleNamespace(id="c1"), price_micros=7)
-    imp = SimpleNamespace(id="2", banner_sizes=((320, 50),))
-    admitted: Any = [
-        SimpleNamespace(bid=SimpleNamespace(imp=imp, line=line), tags=(8,), scores=None)
-    ]
-    request: Any = SimpleNamespace(id="a9", categories=frozenset({"IAB2", "IAB1"}), os="android")
+    # Real objects, as the bidder hands them over (the compiled bid path checks their types).
+    line = CampaignIndex.build(
+        [campaign_from_dict(factories.campaign("c1", cpm_micros=7))], Taxonomy.default()
+    ).lines[0]
+    data = factories.bid_request(id="a9", device={"os": "Android"})
+    data["app"]["cat"] = ["IAB2", "IAB1"]
+    request = parse_bid_request(
+        data, default_tmax_ms=100, max_tmax_ms=1000, fx_per_usd={"USD": Decimal(1)}
+    )
+    reservation = Reservation("k1", "2026-11-23", 7)
+    admitted = [Admitted(Bid(request.imps[0], line), reservation, tags=(8,))]
     buffer = EventBuffer(redis, max_events=3, flush_s=3600)
     for _ in range(4):
         buffer.bids(request, admitted, "00ff", 1234)
@@ -67,9 +79,9 @@ async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis:
     entries: Any = await redis.xrange(keys.EVENTS)
     (event, *_) = entry_events(entries[0][1])
     assert event == {
-        "type": "bid", "ts": 1234, "auction": "a9", "imp": "2", "campaign": "c1",
+        "type": "bid", "ts": 1234, "auction": "a9", "imp": "1", "campaign": "c1",
         "creative": "cr1", "device": "00ff", "tags": [8], "price": 7,
-        "site_cat": ["IAB1", "IAB2"], "os": "android", "w": 320, "h": 50,
+        "site_cat": ["IAB1", "IAB2"], "os": "android", "w": 300, "h": 250,
     }  # fmt: skip
 
 
