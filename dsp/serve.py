@@ -23,6 +23,8 @@ from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_YOUNG_COLLECTION_EVERY = 20_000  # allocations of tracked objects (Python's default: 700)
+
 
 def run_worker(settings: Settings) -> None:
     """One bidder process until SIGINT/SIGTERM, then a graceful shutdown via cleanup_ctx."""
@@ -86,6 +88,9 @@ async def start_worker(settings: Settings) -> Worker:
     # loop for tens of milliseconds, past a bid's tmax.
     gc.collect()
     gc.freeze()
+    # A bid's objects die by reference counting; the young-generation collections that
+    # 700 allocations trigger found nearly nothing and cost about 4 % of a bid's CPU.
+    gc.set_threshold(_YOUNG_COLLECTION_EVERY, 50, 100)
     shedder.start()
     return Worker(settings, runner, server, shedder, connections)
 

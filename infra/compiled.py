@@ -132,6 +132,10 @@ def build(force: bool = False) -> bool:
         ext_modules=extensions,
         script_args=["--quiet", "build_ext", "--inplace", "--build-temp", "build/mypyc-temp"],
     )
+    # setuptools copies an extension it found up to date with its old time (a module's
+    # small shim, when only the shared library changed): all of them are this build's.
+    for path in [*(extension_of(source) for source in HOT_MODULES), shared_library()]:
+        path.touch()
     print(
         f"compiled {len(HOT_MODULES)} bid path modules with mypyc "
         f"in {time.monotonic() - started:.0f} s"
