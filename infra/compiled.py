@@ -75,6 +75,11 @@ def shared_library(root: Path = ROOT) -> Path:
     return root / package.replace(".", "/") / f"{name}__mypyc{_SUFFIX}"
 
 
+def built_files(root: Path = ROOT) -> list[Path]:
+    """Every file a build leaves: one extension per module and the shared library."""
+    return [*(extension_of(source, root) for source in HOT_MODULES), shared_library(root)]
+
+
 def states(root: Path = ROOT, modules: tuple[str, ...] = HOT_MODULES) -> list[ModuleState]:
     result = []
     for source in modules:
@@ -105,7 +110,7 @@ def summary(root: Path = ROOT, modules: tuple[str, ...] = HOT_MODULES) -> str:
 
 def clean() -> int:
     removed = 0
-    for path in [*(extension_of(source) for source in HOT_MODULES), shared_library()]:
+    for path in built_files():
         if path.exists():
             path.unlink()
             removed += 1
@@ -134,7 +139,7 @@ def build(force: bool = False) -> bool:
     )
     # setuptools copies an extension it found up to date with its old time (a module's
     # small shim, when only the shared library changed): all of them are this build's.
-    for path in [*(extension_of(source) for source in HOT_MODULES), shared_library()]:
+    for path in built_files():
         path.touch()
     print(
         f"compiled {len(HOT_MODULES)} bid path modules with mypyc "
