@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from dmp.errors import InvalidDeviceId
 
@@ -62,13 +62,18 @@ def _sha1(text: str) -> bytes:
     return hashlib.sha1(text.encode(), usedforsecurity=False).digest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class DeviceId:
     """One device ID in canonical form: raw text, or a lowercase hex digest."""
 
-    type: IdType
-    form: IdForm
-    value: str
+    type: Final[IdType]
+    form: Final[IdForm]
+    value: Final[str]
+
+    def __init__(self, type: IdType, form: IdForm, value: str) -> None:
+        self.type = type
+        self.form = form
+        self.value = value
 
     @property
     def key(self) -> bytes:

@@ -14,7 +14,8 @@ see that form: the store's scripts put the snapshot back.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from dmp.profile_tags import ProfileFormatError as ProfileFormatError
 from dmp.profile_tags import TagEncoder, decode_section
@@ -38,27 +39,61 @@ class TagEntry:
     score: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Profile:
     """What the bidder knows of a device: live tags (id -> score) and its snapshot."""
 
-    tags: dict[int, int] = field(default_factory=dict)  # fresh per decode: callers may add
-    os: str = ""
-    model: str = ""
-    price_tier: int = 0
-    country: str = ""
-    region: str = ""
-    city: str = ""
+    tags: Final[dict[int, int]]  # fresh per decode: callers may add
+    os: Final[str]
+    model: Final[str]
+    price_tier: Final[int]
+    country: Final[str]
+    region: Final[str]
+    city: Final[str]
+
+    def __init__(
+        self,
+        tags: dict[int, int] | None = None,
+        os: str = "",
+        model: str = "",
+        price_tier: int = 0,
+        country: str = "",
+        region: str = "",
+        city: str = "",
+    ) -> None:
+        self.tags = {} if tags is None else tags
+        self.os = os
+        self.model = model
+        self.price_tier = price_tier
+        self.country = country
+        self.region = region
+        self.city = city
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Snapshot:
-    os: str = ""
-    model: str = ""
-    price_tier: int = 0
-    country: str = ""
-    region: str = ""
-    city: str = ""
+    os: Final[str]
+    model: Final[str]
+    price_tier: Final[int]
+    country: Final[str]
+    region: Final[str]
+    city: Final[str]
+
+    def __init__(
+        self,
+        os: str = "",
+        model: str = "",
+        price_tier: int = 0,
+        country: str = "",
+        region: str = "",
+        city: str = "",
+    ) -> None:
+        self.os = os
+        self.model = model
+        self.price_tier = price_tier
+        self.country = country
+        self.region = region
+        self.city = city
 
 
 def _short_text(text: str, out: bytearray) -> None:

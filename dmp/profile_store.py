@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from dmp import profile_refs, resp
+from dmp import profile_lookup, profile_refs, resp
 from dmp.profile import ProfileFormatError
+from dmp.profile_lookup import Found as Found
+from dmp.profile_lookup import found_of
 from dmp.profile_refs import EXPAND_LUA, INTERN_LUA
 from infra import keys
 from infra.redis_client import is_cluster
@@ -133,19 +134,6 @@ end
 return {value, primary, redis.call('GET', KEYS[2]) or '', redis.call('HGETALL', KEYS[3]),
         redis.call('SMEMBERS', KEYS[4])}
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """What one lookup brings back for a device, all from the same Redis slot."""
-
-    profile: bytes | None  # None: the device has scene tags or counters but no profile
-    scenes: bytes | None
-    primary: bytes = b""  # the digest the device is stored under (aliases followed)
-    # The DSP's frequency counters of the device (``keys.frequency_counters``).
-    counters: dict[str, int] = field(default_factory=dict)
-    # Member audiences the device belongs to (``dmp.audience_targeting``).
-    audiences: frozenset[str] = frozenset()
 
 
 class ProfileStore:
@@ -415,17 +403,4 @@ LOAD_LOOKUP = resp.command(b"SCRIPT", b"LOAD", _LOOKUP_LUA.encode())
 def lookup_command(digests: Sequence[bytes]) -> bytes:
     """``ProfileStore.lookup`` as raw RESP (an ``EVALSHA``), for a pipelined connection that
     sent ``LOAD_LOOKUP`` first; its reply goes to ``found_of``."""
-    args = [b"EVALSHA", LOOKUP_SHA, b"%d" % len(digests)]
-    args += [keys.profile_bucket(d) for d in digests]
-    args += digests
-    return resp.command(*args)
-
-
-def found_of(reply: object) -> Found | None:
-    """The lookup script's reply as a ``Found`` (None: no such device)."""
-    if not isinstance(reply, list):
-        return None
-    profile, scenes, primary, flat, audiences = reply
-    counters = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
-    members = frozenset(audience.decode() for audience in audiences)
-    return Found(profile or None, scenes or None, primary, counters, members)
+    return profile_lookup.lookup_command(LOOKUP_SHA, digests)

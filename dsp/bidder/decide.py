@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from dmp.profile import Profile
 from dsp.bidder.openrtb import BidRequest, Imp
@@ -14,10 +15,14 @@ from dsp.campaigns.model import BidStrategy
 _NO_TAGS: Mapping[int, int] = {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Bid:
-    imp: Imp
-    line: Line
+    imp: Final[Imp]
+    line: Final[Line]
+
+    def __init__(self, imp: Imp, line: Line) -> None:
+        self.imp = imp
+        self.line = line
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +43,27 @@ def _allowed_by_request(line: Line, request: BidRequest) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class _Context:
-    request: BidRequest
-    tags: Mapping[int, int]
-    counters: Mapping[str, int] | None
-    moment: Moment
-    index: CampaignIndex
+    request: Final[BidRequest]
+    tags: Final[Mapping[int, int]]
+    counters: Final[Mapping[str, int] | None]
+    moment: Final[Moment]
+    index: Final[CampaignIndex]
+
+    def __init__(
+        self,
+        request: BidRequest,
+        tags: Mapping[int, int],
+        counters: Mapping[str, int] | None,
+        moment: Moment,
+        index: CampaignIndex,
+    ) -> None:
+        self.request = request
+        self.tags = tags
+        self.counters = counters
+        self.moment = moment
+        self.index = index
 
 
 def _passes_checks(line: Line, ctx: _Context) -> bool:

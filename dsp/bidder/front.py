@@ -26,7 +26,8 @@ from typing import cast
 
 from redis.exceptions import RedisError
 
-from dmp.profile_store import lookup_command
+from dmp.profile_lookup import lookup_command
+from dmp.profile_store import LOOKUP_SHA
 from dsp.bidder.handler import Bidder
 from dsp.bidder.openrtb import BidRequest
 from dsp.metrics import Metrics
@@ -263,7 +264,7 @@ class BidFront(asyncio.Protocol):
                 status, body = 204, b""
             self._answer(slot, http_answer(status, body), status)
 
-        if not self._pipe.call(lookup_command(digests), on_reply):
+        if not self._pipe.call(lookup_command(LOOKUP_SHA, digests), on_reply):
             bidder.metrics.count("redis_errors")
             self._answer(slot, NO_BID, 204)
             return

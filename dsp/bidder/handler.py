@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
+from typing import Final
 
 import orjson
 from aiohttp import web
@@ -19,7 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from dmp.profile import UNSCORED, Profile, ProfileFormatError, day_number, decode
-from dmp.profile_store import LOAD_LOOKUP, Found, ProfileStore, found_of, lookup_command
+from dmp.profile_lookup import Found, found_of, lookup_command
+from dmp.profile_store import LOAD_LOOKUP, LOOKUP_SHA, ProfileStore
 from dmp.scene_codec import live_scene_tags
 from dsp.bidder.decide import decide
 from dsp.bidder.openrtb import BidRequest, parse_bid_request
@@ -53,13 +55,18 @@ def _ignore(reply: Reply) -> None:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Device:
     """What the DMP and the frequency counters say about the request's device."""
 
-    profile: Profile | None  # None: no DMP data may be used, or the DMP has none
-    counters: dict[str, int] | None  # None: no device to count against
-    key: str  # hex digest the tracking links count the device under ("" when none)
+    profile: Final[Profile | None]  # None: no DMP data may be used, or the DMP has none
+    counters: Final[dict[str, int] | None]  # None: no device to count against
+    key: Final[str]  # hex digest the tracking links count the device under ("" when none)
+
+    def __init__(self, profile: Profile | None, counters: dict[str, int] | None, key: str) -> None:
+        self.profile = profile
+        self.counters = counters
+        self.key = key
 
 
 @dataclass(slots=True)
@@ -147,7 +154,7 @@ class Bidder:
             if not future.done():
                 future.set_result(reply)
 
-        if not self.pipe.call(lookup_command(digests), done):
+        if not self.pipe.call(lookup_command(LOOKUP_SHA, digests), done):
             raise RedisConnectionError("the lookup connection is down")
         return self.found(await future)
 

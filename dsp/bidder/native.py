@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -12,14 +12,26 @@ _IMAGE_MAIN = 3
 _DATA_DESCRIPTION = 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class NativeAssets:
     """Asset ids of the placement's title, main image and description (None: not asked)."""
 
-    title_id: int | None
-    image_id: int | None
-    image_size: tuple[int, int]
-    description_id: int | None
+    title_id: Final[int | None]
+    image_id: Final[int | None]
+    image_size: Final[tuple[int, int]]
+    description_id: Final[int | None]
+
+    def __init__(
+        self,
+        title_id: int | None,
+        image_id: int | None,
+        image_size: tuple[int, int],
+        description_id: int | None,
+    ) -> None:
+        self.title_id = title_id
+        self.image_id = image_id
+        self.image_size = image_size
+        self.description_id = description_id
 
 
 def _asset_id(asset: Mapping[str, Any]) -> int | None:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Final
 
 from dmp.ids import DeviceId, device_ids_from_openrtb
 from dsp.bidder.native import NativeAssets, native_assets, parse_native_request
@@ -30,38 +30,96 @@ _TCF_SEGMENT = re.compile(r"[A-Za-z0-9_-]{29,4096}")
 _TCF_VERSIONS = (1, 2)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Imp:
-    id: str
-    banner_sizes: tuple[tuple[int, int], ...]
-    native: NativeAssets | None  # None when not native, or its request cannot be understood
-    video_size: tuple[int, int] | None  # (0, 0) when the player size is not given
-    floor_micros: int | None  # USD micros CPM; None when the floor's currency is unknown
+    id: Final[str]
+    banner_sizes: Final[tuple[tuple[int, int], ...]]
+    native: Final[NativeAssets | None]  # None when not native, or its request cannot be understood
+    video_size: Final[tuple[int, int] | None]  # (0, 0) when the player size is not given
+    floor_micros: Final[int | None]  # USD micros CPM; None when the floor's currency is unknown
+
+    def __init__(
+        self,
+        id: str,
+        banner_sizes: tuple[tuple[int, int], ...],
+        native: NativeAssets | None,
+        video_size: tuple[int, int] | None,
+        floor_micros: int | None,
+    ) -> None:
+        self.id = id
+        self.banner_sizes = banner_sizes
+        self.native = native
+        self.video_size = video_size
+        self.floor_micros = floor_micros
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class BidRequest:
-    id: str
-    imps: tuple[Imp, ...]
-    tmax_ms: int
-    currencies: tuple[str, ...]
-    device_ids: tuple[DeviceId, ...]
+    id: Final[str]
+    imps: Final[tuple[Imp, ...]]
+    tmax_ms: Final[int]
+    currencies: Final[tuple[str, ...]]
+    device_ids: Final[tuple[DeviceId, ...]]
     # True when the request forbids using DMP data (lmt, dnt, coppa, gdpr without consent).
-    privacy_restricted: bool
-    os: str
-    os_version: tuple[int, ...]
-    country: str
-    region: str
-    city: str  # lower case
-    point: tuple[float, float] | None  # (lat, lon) of the device
-    device_type: int
-    connection_type: int
-    categories: frozenset[str]  # IAB categories of the site or app
-    domain: str  # site domain, lower case ("" in apps)
-    bundle: str  # app bundle, lower case ("" on sites)
-    blocked_domains: frozenset[str]
-    blocked_categories: frozenset[str]
-    test: bool
+    privacy_restricted: Final[bool]
+    os: Final[str]
+    os_version: Final[tuple[int, ...]]
+    country: Final[str]
+    region: Final[str]
+    city: Final[str]  # lower case
+    point: Final[tuple[float, float] | None]  # (lat, lon) of the device
+    device_type: Final[int]
+    connection_type: Final[int]
+    categories: Final[frozenset[str]]  # IAB categories of the site or app
+    domain: Final[str]  # site domain, lower case ("" in apps)
+    bundle: Final[str]  # app bundle, lower case ("" on sites)
+    blocked_domains: Final[frozenset[str]]
+    blocked_categories: Final[frozenset[str]]
+    test: Final[bool]
+
+    def __init__(
+        self,
+        id: str,
+        imps: tuple[Imp, ...],
+        tmax_ms: int,
+        currencies: tuple[str, ...],
+        device_ids: tuple[DeviceId, ...],
+        privacy_restricted: bool,
+        os: str,
+        os_version: tuple[int, ...],
+        country: str,
+        region: str,
+        city: str,
+        point: tuple[float, float] | None,
+        device_type: int,
+        connection_type: int,
+        categories: frozenset[str],
+        domain: str,
+        bundle: str,
+        blocked_domains: frozenset[str],
+        blocked_categories: frozenset[str],
+        test: bool,
+    ) -> None:
+        self.id = id
+        self.imps = imps
+        self.tmax_ms = tmax_ms
+        self.currencies = currencies
+        self.device_ids = device_ids
+        self.privacy_restricted = privacy_restricted
+        self.os = os
+        self.os_version = os_version
+        self.country = country
+        self.region = region
+        self.city = city
+        self.point = point
+        self.device_type = device_type
+        self.connection_type = connection_type
+        self.categories = categories
+        self.domain = domain
+        self.bundle = bundle
+        self.blocked_domains = blocked_domains
+        self.blocked_categories = blocked_categories
+        self.test = test
 
 
 def _object(value: object, field: str) -> JsonObject:
@@ -260,11 +318,16 @@ def _point(geo: JsonObject) -> tuple[float, float] | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class _Inventory:
-    categories: frozenset[str]
-    domain: str
-    bundle: str
+    categories: Final[frozenset[str]]
+    domain: Final[str]
+    bundle: Final[str]
+
+    def __init__(self, categories: frozenset[str], domain: str, bundle: str) -> None:
+        self.categories = categories
+        self.domain = domain
+        self.bundle = bundle
 
 
 def _inventory(request: JsonObject) -> _Inventory:

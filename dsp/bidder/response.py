@@ -9,6 +9,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
+from typing import Final
 
 from dsp.bidder.decide import Bid
 from dsp.bidder.markup import markup
@@ -34,16 +35,28 @@ def price_in(currency_rate: Decimal, usd_micros: int) -> float:
     return float(price)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Admitted:
     """A bid the budget has set money aside for."""
 
-    bid: Bid
-    reservation: Reservation
-    tags: tuple[int, ...] = ()  # issue 6: matched tag ids, signed into the tracking links
+    bid: Final[Bid]
+    reservation: Final[Reservation]
+    tags: Final[tuple[int, ...]]  # issue 6: matched tag ids, signed into the tracking links
     # issue 12: the device's tag -> score map (the decoded profile's own, not copied): the
     # bid event looks up the matched tags' scores in it at flush, off the bid path.
-    scores: Mapping[int, int] | None = None
+    scores: Final[Mapping[int, int] | None]
+
+    def __init__(
+        self,
+        bid: Bid,
+        reservation: Reservation,
+        tags: tuple[int, ...] = (),
+        scores: Mapping[int, int] | None = None,
+    ) -> None:
+        self.bid = bid
+        self.reservation = reservation
+        self.tags = tags
+        self.scores = scores
 
 
 def bid_response(

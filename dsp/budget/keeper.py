@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -48,13 +49,18 @@ return taken
 _TOP_UP_GAP_S = 0.02  # least time between two urgent top-ups: Redis never sees a busy loop
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Reservation:
     """Money set aside for one bid: what its tracking links must name to be charged."""
 
-    keeper_id: str
-    day: str
-    amount_micros: int
+    keeper_id: Final[str]
+    day: Final[str]
+    amount_micros: Final[int]
+
+    def __init__(self, keeper_id: str, day: str, amount_micros: int) -> None:
+        self.keeper_id = keeper_id
+        self.day = day
+        self.amount_micros = amount_micros
 
 
 @dataclass(frozen=True, slots=True)

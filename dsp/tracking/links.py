@@ -24,6 +24,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import quote
 
 from dsp.errors import BadNotice, BadSignature
@@ -35,35 +36,70 @@ DEFAULT_KEY_ID = "0"
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Notice:
     """What a tracking link says about the bid it belongs to."""
 
-    auction_id: str
-    imp_id: str
-    campaign_id: str
-    creative_id: str
-    device: str  # hex lookup digest of the device, "" when unknown
-    bid_micros: int  # our bid, USD micros CPM: the most a win can be charged
-    currency: str  # the currency the exchange prices the notice in
-    issued_ms: int  # unix milliseconds of the bid
-    keeper: str  # id of the bidder process whose budget lease the bid was reserved from
-    day: str  # the budget day (YYYYMMDD, the campaign's zone) of that lease
-    billing: str  # "nurl" or "burl": the notice that charges
-    tags: tuple[int, ...] = ()  # ids of the device's tags the campaign's targeting matched
+    auction_id: Final[str]
+    imp_id: Final[str]
+    campaign_id: Final[str]
+    creative_id: Final[str]
+    device: Final[str]  # hex lookup digest of the device, "" when unknown
+    bid_micros: Final[int]  # our bid, USD micros CPM: the most a win can be charged
+    currency: Final[str]  # the currency the exchange prices the notice in
+    issued_ms: Final[int]  # unix milliseconds of the bid
+    keeper: Final[str]  # id of the bidder process whose budget lease the bid was reserved from
+    day: Final[str]  # the budget day (YYYYMMDD, the campaign's zone) of that lease
+    billing: Final[str]  # "nurl" or "burl": the notice that charges
+    tags: Final[tuple[int, ...]]  # ids of the device's tags the campaign's targeting matched
+
+    def __init__(
+        self,
+        auction_id: str,
+        imp_id: str,
+        campaign_id: str,
+        creative_id: str,
+        device: str,
+        bid_micros: int,
+        currency: str,
+        issued_ms: int,
+        keeper: str,
+        day: str,
+        billing: str,
+        tags: tuple[int, ...] = (),
+    ) -> None:
+        self.auction_id = auction_id
+        self.imp_id = imp_id
+        self.campaign_id = campaign_id
+        self.creative_id = creative_id
+        self.device = device
+        self.bid_micros = bid_micros
+        self.currency = currency
+        self.issued_ms = issued_ms
+        self.keeper = keeper
+        self.day = day
+        self.billing = billing
+        self.tags = tags
 
     @property
     def lease(self) -> str:
         return f"{self.keeper}@{self.day}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
 class Links:
-    win: str  # nurl, with the price macro
-    billing: str  # burl: the win link marked as the billing notice
-    loss: str  # lurl, with the loss-reason macro
-    impression: str
-    click: str
+    win: Final[str]  # nurl, with the price macro
+    billing: Final[str]  # burl: the win link marked as the billing notice
+    loss: Final[str]  # lurl, with the loss-reason macro
+    impression: Final[str]
+    click: Final[str]
+
+    def __init__(self, win: str, billing: str, loss: str, impression: str, click: str) -> None:
+        self.win = win
+        self.billing = billing
+        self.loss = loss
+        self.impression = impression
+        self.click = click
 
 
 def _tags(text: str) -> tuple[int, ...]:
