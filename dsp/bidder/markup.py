@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from html import escape
-
 import orjson
 
 from dsp.bidder.native import NativeAssets
 from dsp.campaigns.model import Creative, CreativeFormat
+
+
+def escape(text: str) -> str:
+    """``html.escape`` (quotes included), compiled with the bid path: the standard library's
+    runs interpreted, and a banner escapes three URLs a bid."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
 
 
 def banner(creative: Creative, imp_url: str, click_url: str) -> str:

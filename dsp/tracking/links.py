@@ -34,6 +34,14 @@ LOSS_MACRO = "${AUCTION_LOSS}"
 _FIELDS = ("a", "i", "c", "r", "d", "b", "x", "t", "k", "y", "m", "g", "v")
 DEFAULT_KEY_ID = "0"
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+_SEPARATOR = "\x1f"  # between the signed values
+# Every value URL-safe, as one match over the joined values; exactly len(_FIELDS) of them, so
+# a value holding the separator itself takes the quoting way.
+_URL_SAFE_VALUES = re.compile(
+    rf"[A-Za-z0-9_.~-]*(?:{_SEPARATOR}[A-Za-z0-9_.~-]*){{{len(_FIELDS) - 1}}}"
+).fullmatch
+_QUERY = "&".join(f"{name}=%s" for name in _FIELDS)
+_BLOCK = 64  # SHA-256's block size in bytes: HMAC pads its key to this
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
@@ -111,6 +119,30 @@ def _tags(text: str) -> tuple[int, ...]:
         raise BadNotice("g", "not tag ids") from None
 
 
+class _Key:
+    """HMAC-SHA256 (RFC 2104) under one key, its padded inner and outer states hashed once.
+
+    ``hmac.digest`` sets the key up again on every call through OpenSSL's generic MAC API:
+    1.75 us a signature, against 0.66 us for copying the two states kept here.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+
+    def mac(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class LinkSigner:
     """Signs with the first (newest) key; verifies with whichever key the link names."""
 
@@ -118,15 +150,14 @@ class LinkSigner:
         ring = [(DEFAULT_KEY_ID, keys)] if isinstance(keys, bytes) else list(keys)
         if not ring:
             raise ValueError("a LinkSigner needs at least one key")
-        self._key_id, self._key = ring[0]
-        self._keys = dict(ring)
+        self._key_id = ring[0][0]
+        self._key = _Key(ring[0][1])
+        self._keys = {key_id: _Key(key) for key_id, key in ring}
         self._base = base_url.rstrip("/")
 
     @staticmethod
-    def _signature(key: bytes, values: tuple[str, ...]) -> str:
-        message = "\x1f".join(values).encode()
-        # hmac.digest: one C call, a third of hmac.new's cost on the bid path.
-        return hmac.digest(key, message, hashlib.sha256).hex()[:32]
+    def _signature(key: _Key, values: tuple[str, ...]) -> str:
+        return key.mac(_SEPARATOR.join(values).encode()).hex()[:32]
 
     def query(self, notice: Notice) -> str:
         """The signed query string shared by every link of a bid."""
@@ -145,14 +176,19 @@ class LinkSigner:
             ".".join(map(str, notice.tags)),
             self._key_id,
         )
-        # Ids are nearly always URL-safe already: a C regex check spares urllib's quote.
-        pairs = "&".join(
-            [
-                f"{name}={value if _URL_SAFE(value) else quote(value, safe='')}"
-                for name, value in zip(_FIELDS, values, strict=True)
-            ]
-        )
-        return f"{pairs}&s={self._signature(self._key, values)}"
+        message = _SEPARATOR.join(values)
+        # Ids are nearly always URL-safe already: one C regex over them all spares urllib's
+        # quote and a check per value.
+        if _URL_SAFE_VALUES(message):
+            pairs = _QUERY % values
+        else:
+            pairs = "&".join(
+                [
+                    f"{name}={value if _URL_SAFE(value) else quote(value, safe='')}"
+                    for name, value in zip(_FIELDS, values, strict=True)
+                ]
+            )
+        return f"{pairs}&s={self._key.mac(message.encode()).hex()[:32]}"
 
     def links(self, notice: Notice) -> Links:
         """Every link of a bid, from one signature."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -188,6 +190,26 @@ def test_a_link_signed_with_the_previous_key_verifies_until_that_key_is_removed(
         rotated.verify(forged, "click")
     single = LinkSigner(b"one key", "http://dsp")  # a bare key is key id "0"
     assert single.verify(dict(parse_qsl(single.query(notice()))), "imp") == notice()
+
+
+@pytest.mark.parametrize("key", [b"", b"k", b"x" * 64, b"y" * 65, bytes(range(200))])
+def test_the_signature_is_hmac_sha256_of_the_values_so_issued_links_keep_verifying(
+    key: bytes,
+) -> None:
+    signer = LinkSigner([("k1", key)], "http://dsp")
+    params = dict(parse_qsl(urlsplit(signer.links(notice()).win).query))
+    values = [params[name] for name in ("a", "i", "c", "r", "d", "b", "x", "t", "k", "y", "m")]
+    message = "\x1f".join([*values, "12.40", "k1"]).encode()
+    assert params["s"] == hmac.digest(key, message, hashlib.sha256).hex()[:32]
+
+
+@pytest.mark.parametrize("auction_id", ["a b", "a&b=c", "a\x1fb", "\x1f", "日本"])
+def test_values_that_are_not_url_safe_are_quoted_and_still_verify(auction_id: str) -> None:
+    signer = LinkSigner(b"secret", "http://dsp")
+    link = signer.links(notice(auction_id=auction_id)).click
+    query = dict(parse_qsl(urlsplit(link).query))
+    assert query["a"] == auction_id
+    assert signer.verify(query, "click") == notice(auction_id=auction_id)
 
 
 async def test_win_imp_and_click_events_carry_what_reports_count_by(
