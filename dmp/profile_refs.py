@@ -23,14 +23,26 @@ FIRST_REF_BYTE = 0x10
 _VERSION_BYTE = bytes((VERSION,))
 _TEXTS = 5
 
+# The dictionary is read by every bid lookup. Left to itself, Redis keeps a hash of up to
+# hash-max-ziplist-entries fields as a ziplist, which a read scans end to end (that setting is
+# high so that profile buckets stay compact): 935 snapshots cost 10 us a lookup. One field
+# whose value is longer than any hash-max-ziplist-value in use turns the dictionary into a
+# hash table for good. Its name is longer than any reference, so no lookup can hit it.
+TABLE_FIELD = b"~hash-table"
+TABLE_VALUE_BYTES = 16_384
+
 # KEYS: dictionary, reverse dictionary; ARGV: snapshot bytes. Returns each one's reference
-# ('' once the dictionary is full).
-INTERN_LUA = """
-local refs = {}
+# ('' once the dictionary is full). References are numbered by the reverse dictionary's
+# size, which the table field does not count.
+INTERN_LUA = f"""
+if redis.call('HEXISTS', KEYS[1], '{TABLE_FIELD.decode()}') == 0 then
+  redis.call('HSET', KEYS[1], '{TABLE_FIELD.decode()}', string.rep('-', {TABLE_VALUE_BYTES}))
+end
+local refs = {{}}
 for i = 1, #ARGV do
   local ref = redis.call('HGET', KEYS[2], ARGV[i])
   if not ref then
-    local n = redis.call('HLEN', KEYS[1])
+    local n = redis.call('HLEN', KEYS[2])
     if n < 176 then
       ref = string.char(16 + n)
     elseif n < 12464 then

@@ -72,26 +72,22 @@ _LOOKUP_LUA = (
     _DIGEST_LUA
     + _FIND_LUA
     + """
-local function hex_of(digest)
-  return (digest:gsub('.', function(c) return string.format('%02x', string.byte(c)) end))
-end
-local function scenes_of(digest)
-  return redis.call('GET', 'dmp:s:{' .. bucket_of(digest) .. '}:' .. hex_of(digest)) or ''
-end
-local function counters_of(digest)
-  return redis.call('HGETALL', 'dsp:f:{' .. bucket_of(digest) .. '}:' .. hex_of(digest))
-end
-local function audiences_of(digest)
-  return redis.call('SMEMBERS', 'dmp:m:{' .. bucket_of(digest) .. '}:' .. hex_of(digest))
+-- The part of a device's side keys after their prefix, made once: per-byte gsub took 4 us.
+local function side_of(digest)
+  local hex = string.format(string.rep('%02x', #digest), string.byte(digest, 1, -1))
+  return ':{' .. bucket_of(digest) .. '}:' .. hex
 end
 for i = 1, #KEYS do
   local value, primary = find(KEYS[i], ARGV[i])
   if value then
-    return {value, scenes_of(primary), primary, counters_of(primary), audiences_of(primary)}
+    local side = side_of(primary)
+    return {value, redis.call('GET', 'dmp:s' .. side) or '', primary,
+            redis.call('HGETALL', 'dsp:f' .. side), redis.call('SMEMBERS', 'dmp:m' .. side)}
   end
 end
-local scenes = scenes_of(ARGV[1])
-local counters = counters_of(ARGV[1])
+local side = side_of(ARGV[1])
+local scenes = redis.call('GET', 'dmp:s' .. side) or ''
+local counters = redis.call('HGETALL', 'dsp:f' .. side)
 if scenes ~= '' or #counters > 0 then
   return {'', scenes, ARGV[1], counters, {}}
 end

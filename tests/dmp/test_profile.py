@@ -169,6 +169,23 @@ async def test_profiles_are_stored_with_a_snapshot_reference(redis: Redis) -> No
     }
 
 
+async def test_the_snapshot_dictionary_is_a_hash_table_and_its_references_start_at_zero(
+    redis: Redis,
+) -> None:
+    # The bid lookup reads the dictionary: as a ziplist every read would scan it.
+    store = ProfileStore(redis)
+    snapshots = [Snapshot(os="ios", model=f"m{n}") for n in range(3)]
+    await store.put_many(
+        [([bytes([n]) * 8], encode(s, [TagEntry(5, 100)])) for n, s in enumerate(snapshots)]
+    )
+    assert await redis.object("encoding", keys.SNAPSHOTS) == b"hashtable"
+    refs = await redis.hgetall(keys.SNAPSHOT_REFS)
+    assert sorted(refs.values()) == [bytes([0x10]), bytes([0x11]), bytes([0x12])]
+    for n, snapshot in enumerate(snapshots):
+        found = await store.lookup([bytes([n]) * 8])
+        assert found is not None and found.profile == encode(snapshot, [TagEntry(5, 100)])
+
+
 async def test_a_profile_under_a_digest_wins_over_an_alias_of_it(redis: Redis) -> None:
     store = ProfileStore(redis)
     one, two = b"\x01" * 8, b"\x02" * 8
