@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dmp.profile import UNSCORED
-from dsp.events.schema import BATCH_FIELD, Event, encode_batch
+from dsp.events.schema import BATCH_FIELD, BATCH_SCHEMA, Event, encode_batch, encode_table
 from dsp.metrics import Metrics
 from infra import keys
 from infra.tasks import cancel_requested, stop_tasks
@@ -29,6 +29,49 @@ if TYPE_CHECKING:
     from dsp.bidder.response import Admitted
 
 log = logging.getLogger(__name__)
+
+# A bid as the bid path hands it over: request, admitted bid, device key, unix milliseconds.
+QueuedBid = tuple["BidRequest", "Admitted", str, int]
+_SCHEMA_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+
+
+def bid_table(bids: Sequence[QueuedBid]) -> pa.Table:
+    """The bid events of ``bids`` as a table of BATCH_SCHEMA, built column by column (a dict
+    per event for ``Table.from_pylist`` cost twice as much, and bids are most events)."""
+    ts, auction, imp_ids, campaign, creative, device, tags, price = [], [], [], [], [], [], [], []
+    site_cat, os, width, height, scores = [], [], [], [], []
+    for request, item, device_key, now_ms in bids:
+        imp, line = item.bid.imp, item.bid.line
+        made = line.creative
+        w, h = made.w, made.h
+        if not (w and h) and imp.banner_sizes:
+            w, h = imp.banner_sizes[0]
+        ts.append(now_ms)
+        auction.append(request.id)
+        imp_ids.append(imp.id)
+        campaign.append(line.campaign.id)
+        creative.append(made.id)
+        device.append(device_key)
+        tags.append(list(item.tags))
+        price.append(line.price_micros)
+        site_cat.append(sorted(request.categories))
+        os.append(request.os)
+        width.append(w or 0)
+        height.append(h or 0)
+        known = item.scores
+        scores.append(None if known is None else [known.get(tag, UNSCORED) for tag in item.tags])
+    count = len(bids)
+    columns = [
+        pa.repeat("bid", count), ts, auction, imp_ids, campaign, creative, device, tags, price,
+        site_cat, os, width, height, pa.nulls(count, pa.string()), scores,
+    ]  # fmt: skip
+    return pa.Table.from_arrays(
+        [
+            pa.array(column, type=field.type)
+            for column, field in zip(columns, BATCH_SCHEMA, strict=True)
+        ],
+        schema=BATCH_SCHEMA,
+    )
 
 
 class EventBuffer:
@@ -52,7 +95,7 @@ class EventBuffer:
         self._metrics = metrics or Metrics()
         self._events: list[Event] = []
         # Bids as the bidder holds them: the events are built off the bid path, at flush.
-        self._bids: list[tuple[BidRequest, Admitted, str, int]] = []
+        self._bids: list[QueuedBid] = []
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
         self.sent = 0
@@ -89,37 +132,19 @@ class EventBuffer:
             else:
                 self._full()
 
-    @staticmethod
-    def _bid_event(request: BidRequest, item: Admitted, device: str, now_ms: int) -> Event:
-        """The event of one bid, with what the bidder saw of the request."""
-        imp, line = item.bid.imp, item.bid.line
-        creative = line.creative
-        w, h = creative.w, creative.h
-        if not (w and h) and imp.banner_sizes:
-            w, h = imp.banner_sizes[0]
-        event = {
-            "type": "bid", "ts": now_ms, "auction": request.id, "imp": imp.id,
-            "campaign": line.campaign.id, "creative": creative.id, "device": device,
-            "tags": list(item.tags), "price": line.price_micros,
-            "site_cat": sorted(request.categories), "os": request.os, "w": w or 0, "h": h or 0,
-        }  # fmt: skip
-        scores = item.scores
-        if scores is not None:  # issue 12: each matched tag's score, as the pCVR model reads it
-            event["scores"] = [scores.get(tag, UNSCORED) for tag in item.tags]
-        return event
-
     async def flush(self) -> int:
         """Send every queued event now; how many were sent."""
         bids, self._bids = self._bids, []
-        events = [self._bid_event(*bid) for bid in bids] + self._events
-        self._events = []
-        if not events:
+        others, self._events = self._events, []
+        if not bids and not others:
             return 0
+        batch = self._batch
+        payloads = [self._encode_bids(bids[at : at + batch]) for at in range(0, len(bids), batch)]
+        payloads += [self._encode(others[at : at + batch]) for at in range(0, len(others), batch)]
         sent = 0
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for start in range(0, len(events), self._batch):
-                    payload = self._encode(events[start : start + self._batch])
+                for payload in payloads:
                     if payload is None:
                         continue
                     data, count = payload
@@ -129,30 +154,51 @@ class EventBuffer:
                     )
                 await pipe.execute()
         except (RedisError, OSError) as error:
-            room = max(0, self._max - len(self._events))
-            kept = events[:room]
-            self._events[:0] = kept
-            lost = len(events) - len(kept)
+            room = max(0, self._max - len(self))  # bids made during the failed flush stay
+            kept_bids, kept_others = bids[:room], others[: max(0, room - len(bids))]
+            self._bids[:0] = kept_bids
+            self._events[:0] = kept_others
+            lost = len(bids) + len(others) - len(kept_bids) - len(kept_others)
             if lost:
                 self.dropped += lost
                 self._metrics.count("events_dropped", lost)
-            log.warning("event flush failed", extra={"error": str(error), "kept": len(kept)})
+            kept = len(kept_bids) + len(kept_others)
+            log.warning("event flush failed", extra={"error": str(error), "kept": kept})
             return 0
         self.sent += sent
         self._metrics.count("events_sent", sent)
         return sent
+
+    def _encode_bids(self, bids: list[QueuedBid]) -> tuple[bytes, int] | None:
+        """Bid events as Arrow IPC and how many; a bid that does not fit the schema is dropped
+        and counted, not the batch with it (None: none fit)."""
+        try:
+            return encode_table(bid_table(bids)), len(bids)
+        except _SCHEMA_ERRORS:
+            good = []
+            for bid in bids:
+                try:
+                    bid_table([bid])
+                except _SCHEMA_ERRORS:
+                    self._metrics.count("events_malformed")
+                    log.error(
+                        "bid event dropped: does not fit the schema", extra={"auction": bid[0].id}
+                    )
+                else:
+                    good.append(bid)
+            return (encode_table(bid_table(good)), len(good)) if good else None
 
     def _encode(self, events: list[Event]) -> tuple[bytes, int] | None:
         """The batch as Arrow IPC and how many events it holds; an event that does not fit
         the schema is dropped and counted, not the batch with it (None: none fit)."""
         try:
             return encode_batch(events), len(events)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        except _SCHEMA_ERRORS:
             good = []
             for event in events:
                 try:
                     encode_batch([event])
-                except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                except _SCHEMA_ERRORS:
                     self._metrics.count("events_malformed")
                     extra = {"event": repr(event)[:300]}
                     log.error("event dropped: does not fit the schema", extra=extra)

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from dmp.taxonomy import Taxonomy
 from dsp.bidder.decide import Bid
-from dsp.bidder.openrtb import parse_bid_request
+from dsp.bidder.openrtb import BidRequest, parse_bid_request
 from dsp.bidder.response import Admitted
 from dsp.budget.keeper import Reservation
 from dsp.campaigns.index import CampaignIndex
@@ -59,18 +59,23 @@ async def test_a_failed_flush_keeps_its_events_for_the_next(redis_url: str) -> N
         await working.aclose()
 
 
-async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis: Redis) -> None:
+def queued_bid(auction: str, tags: tuple[int, ...] = (8,)) -> tuple[BidRequest, Admitted]:
     # Real objects, as the bidder hands them over (the compiled bid path checks their types).
     line = CampaignIndex.build(
         [campaign_from_dict(factories.campaign("c1", cpm_micros=7))], Taxonomy.default()
     ).lines[0]
-    data = factories.bid_request(id="a9", device={"os": "Android"})
+    data = factories.bid_request(id=auction, device={"os": "Android"})
     data["app"]["cat"] = ["IAB2", "IAB1"]
     request = parse_bid_request(
         data, default_tmax_ms=100, max_tmax_ms=1000, fx_per_usd={"USD": Decimal(1)}
     )
     reservation = Reservation("k1", "2026-11-23", 7)
-    admitted = [Admitted(Bid(request.imps[0], line), reservation, tags=(8,))]
+    return request, Admitted(Bid(request.imps[0], line), reservation, tags=tags)
+
+
+async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis: Redis) -> None:
+    request, bid = queued_bid("a9")
+    admitted = [bid]
     buffer = EventBuffer(redis, max_events=3, flush_s=3600)
     for _ in range(4):
         buffer.bids(request, admitted, "00ff", 1234)
@@ -95,3 +100,36 @@ async def test_an_event_that_does_not_fit_the_schema_is_dropped_alone(redis: Red
     entries: Any = await redis.xrange(keys.EVENTS)
     sent = [event for _, data in entries for event in entry_events(data)]
     assert [e["auction"] for e in sent] == [e["auction"] for e in good]
+
+
+async def test_a_bid_that_does_not_fit_the_schema_is_dropped_alone(redis: Redis) -> None:
+    buffer = EventBuffer(redis, max_events=100, flush_s=3600)
+    for auction, tags in [("a1", (8,)), ("a2", (2**70,)), ("a3", (9,))]:  # 2**70: no int64
+        request, bid = queued_bid(auction, tags)
+        buffer.bids(request, [bid], "00ff", 1)
+    assert await buffer.flush() == 2
+    entries: Any = await redis.xrange(keys.EVENTS)
+    sent = [event for _, data in entries for event in entry_events(data)]
+    assert [(e["auction"], e["tags"]) for e in sent] == [("a1", [8]), ("a3", [9])]
+
+
+async def test_bids_of_a_failed_flush_are_kept_for_the_next(redis_url: str) -> None:
+    broken = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    buffer = EventBuffer(broken, max_events=3, flush_s=3600)
+    for auction in ("a1", "a2"):
+        request, bid = queued_bid(auction)
+        buffer.bids(request, [bid], "00ff", 1)
+    buffer.append(events(2, seed=3)[0])
+    buffer.append(events(2, seed=3)[1])  # over the bound of 3: dropped
+    assert await buffer.flush() == 0 and len(buffer) == 3 and buffer.dropped == 1
+    await broken.aclose()
+    working = Redis.from_url(redis_url)
+    try:
+        await working.delete(keys.EVENTS)
+        buffer._redis = working  # Redis is back
+        assert await buffer.flush() == 3
+        entries: Any = await working.xrange(keys.EVENTS)
+        sent = [event for _, data in entries for event in entry_events(data)]
+        assert sorted(e["auction"] for e in sent if e["type"] == "bid") == ["a1", "a2"]
+    finally:
+        await working.aclose()
