@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dmp.profile import UNSCORED
-from dsp.events.schema import BATCH_FIELD, BATCH_SCHEMA, Event, encode_batch, encode_table
+from dsp.events.schema import BATCH_FIELD, BATCH_SCHEMA, Event, encode_table, events_table
 from dsp.metrics import Metrics
 from infra import keys
 from infra.tasks import cancel_requested, stop_tasks
@@ -138,9 +138,14 @@ class EventBuffer:
         others, self._events = self._events, []
         if not bids and not others:
             return 0
-        batch = self._batch
-        payloads = [self._encode_bids(bids[at : at + batch]) for at in range(0, len(bids), batch)]
-        payloads += [self._encode(others[at : at + batch]) for at in range(0, len(others), batch)]
+        # Batches of the bids, then the other events, ``batch`` events an entry.
+        size, first = self._batch, len(bids)
+        payloads = [
+            self._encode(
+                bids[at : at + size], others[max(0, at - first) : max(0, at + size - first)]
+            )
+            for at in range(0, first + len(others), size)
+        ]
         sent = 0
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -169,42 +174,42 @@ class EventBuffer:
         self._metrics.count("events_sent", sent)
         return sent
 
-    def _encode_bids(self, bids: list[QueuedBid]) -> tuple[bytes, int] | None:
-        """Bid events as Arrow IPC and how many; a bid that does not fit the schema is dropped
-        and counted, not the batch with it (None: none fit)."""
-        try:
-            return encode_table(bid_table(bids)), len(bids)
-        except _SCHEMA_ERRORS:
-            good = []
-            for bid in bids:
-                try:
-                    bid_table([bid])
-                except _SCHEMA_ERRORS:
-                    self._metrics.count("events_malformed")
-                    log.error(
-                        "bid event dropped: does not fit the schema", extra={"auction": bid[0].id}
-                    )
-                else:
-                    good.append(bid)
-            return (encode_table(bid_table(good)), len(good)) if good else None
+    def _encode(self, bids: list[QueuedBid], others: list[Event]) -> tuple[bytes, int] | None:
+        """Bids and other events as one Arrow IPC payload, and how many it holds; one that
+        does not fit the schema is dropped and counted, not the batch with it (None: none
+        fit)."""
+        tables = [t for t in (self._bids_table(bids), self._events_table(others)) if t is not None]
+        if not tables:
+            return None
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return encode_table(table), table.num_rows
 
-    def _encode(self, events: list[Event]) -> tuple[bytes, int] | None:
-        """The batch as Arrow IPC and how many events it holds; an event that does not fit
-        the schema is dropped and counted, not the batch with it (None: none fit)."""
+    def _bids_table(self, bids: list[QueuedBid]) -> pa.Table | None:
+        if not bids:
+            return None
         try:
-            return encode_batch(events), len(events)
+            return bid_table(bids)
         except _SCHEMA_ERRORS:
-            good = []
-            for event in events:
-                try:
-                    encode_batch([event])
-                except _SCHEMA_ERRORS:
-                    self._metrics.count("events_malformed")
-                    extra = {"event": repr(event)[:300]}
-                    log.error("event dropped: does not fit the schema", extra=extra)
-                else:
-                    good.append(event)
-            return (encode_batch(good), len(good)) if good else None
+            good = [bid for bid in bids if self._fits(bid_table, bid, bid[0].id)]
+            return bid_table(good) if good else None
+
+    def _events_table(self, events: list[Event]) -> pa.Table | None:
+        if not events:
+            return None
+        try:
+            return events_table(events)
+        except _SCHEMA_ERRORS:
+            good = [event for event in events if self._fits(events_table, event, repr(event))]
+            return events_table(good) if good else None
+
+    def _fits(self, build: Callable[[list[Any]], pa.Table], item: Any, name: str) -> bool:
+        try:
+            build([item])
+        except _SCHEMA_ERRORS:
+            self._metrics.count("events_malformed")
+            log.error("event dropped: does not fit the schema", extra={"event": name[:300]})
+            return False
+        return True
 
     async def run(self) -> None:
         while not cancel_requested():

@@ -101,9 +101,14 @@ def encode_table(table: pa.Table) -> bytes:
     return bytes(sink.getvalue())
 
 
+def events_table(events: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Events (dicts; fields outside BATCH_SCHEMA are left out) as a table of BATCH_SCHEMA."""
+    return pa.Table.from_pylist(list(events), schema=BATCH_SCHEMA)
+
+
 def encode_batch(events: Iterable[Mapping[str, Any]]) -> bytes:
     """Events (dicts; fields outside BATCH_SCHEMA are left out) as one Arrow IPC payload."""
-    return encode_table(pa.Table.from_pylist(list(events), schema=BATCH_SCHEMA))
+    return encode_table(events_table(events))
 
 
 def decode_table(payload: bytes) -> pa.Table:
