@@ -121,31 +121,31 @@ class _Reject:
 
 # Rejections are made once: the bid path meets malformed IDs on every request and
 # should neither raise nor allocate for them.
-_EMPTY = _Reject("empty")
-_PLACEHOLDER = _Reject("placeholder (all zeros, broadcast or hash of one): not a device")
-_NOT_DIGITS = _Reject("IMEI must be decimal digits")
-_BAD_IMEI_LENGTH = _Reject("IMEI must have 14 or 15 digits")
-_BAD_CHECK_DIGIT = _Reject("IMEI check digit does not match (Luhn)")
-_NOT_UUID = _Reject("not a UUID (8-4-4-4-12 hex digits, or 32 hex digits)")
-_NOT_OAID = _Reject("not an OAID (UUID, 16 hex digits or 64 hex digits)")
-_NOT_MAC = _Reject("not a MAC address (12 hex digits, separated by ':', '-', '.' or none)")
-_NOT_DIGEST = {
+_EMPTY: Final = _Reject("empty")
+_PLACEHOLDER: Final = _Reject("placeholder (all zeros, broadcast or hash of one): not a device")
+_NOT_DIGITS: Final = _Reject("IMEI must be decimal digits")
+_BAD_IMEI_LENGTH: Final = _Reject("IMEI must have 14 or 15 digits")
+_BAD_CHECK_DIGIT: Final = _Reject("IMEI check digit does not match (Luhn)")
+_NOT_UUID: Final = _Reject("not a UUID (8-4-4-4-12 hex digits, or 32 hex digits)")
+_NOT_OAID: Final = _Reject("not an OAID (UUID, 16 hex digits or 64 hex digits)")
+_NOT_MAC: Final = _Reject("not a MAC address (12 hex digits, separated by ':', '-', '.' or none)")
+_NOT_DIGEST: Final = {
     IdForm.MD5: _Reject("MD5 digest must be 32 hex digits"),
     IdForm.SHA1: _Reject("SHA1 digest must be 40 hex digits"),
 }
-_DIGEST_LENGTH = {IdForm.MD5: 32, IdForm.SHA1: 40}
+_DIGEST_LENGTH: Final = {IdForm.MD5: 32, IdForm.SHA1: 40}
 
-_HEX = re.compile(r"[0-9a-fA-F]+")
-_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_HEX: Final = re.compile(r"[0-9a-fA-F]+")
+_UUID: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 # One separator used throughout (or none), or Cisco's dotted groups of four.
-_MAC = re.compile(
+_MAC: Final = re.compile(
     r"[0-9a-fA-F]{2}([:-]?)[0-9a-fA-F]{2}(?:\1[0-9a-fA-F]{2}){4}"
     r"|[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}"
 )
-_MAC_SEPARATORS = str.maketrans("", "", ":-.")
+_MAC_SEPARATORS: Final = str.maketrans("", "", ":-.")
 # 02:00:00:00:00:00 is what iOS 7+ and Android 6+ report instead of the real address.
-_MAC_PLACEHOLDERS = frozenset({"000000000000", "FFFFFFFFFFFF", "020000000000"})
-_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+_MAC_PLACEHOLDERS: Final = frozenset({"000000000000", "FFFFFFFFFFFF", "020000000000"})
+_LUHN_DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 def _is_zero(canonical: str) -> bool:
@@ -206,7 +206,7 @@ def _mac(text: str) -> str | _Reject:
     return f"{h[0:2]}:{h[2:4]}:{h[4:6]}:{h[6:8]}:{h[8:10]}:{h[10:12]}"
 
 
-_RAW_PARSERS: dict[IdType, Callable[[str], str | _Reject]] = {
+_RAW_PARSERS: Final[dict[IdType, Callable[[str], str | _Reject]]] = {
     IdType.IMEI: _imei,
     IdType.IDFA: _idfa,
     IdType.GAID: _gaid,
@@ -230,7 +230,7 @@ def _placeholder_digests() -> frozenset[str]:
     return frozenset(digests)
 
 
-_PLACEHOLDER_DIGESTS = _placeholder_digests()
+_PLACEHOLDER_DIGESTS: Final = _placeholder_digests()
 
 
 def _digest(text: str, form: IdForm) -> str | _Reject:
@@ -273,7 +273,7 @@ def _id_type_names() -> dict[str, tuple[IdType, IdForm | None]]:
     return names
 
 
-_ID_TYPE_NAMES = _id_type_names()
+_ID_TYPE_NAMES: Final = _id_type_names()
 
 
 def parse_device_id(id_type: str, value: str) -> DeviceId:
@@ -302,9 +302,9 @@ def parse_device_id(id_type: str, value: str) -> DeviceId:
     return parsed
 
 
-_APPLE_OS = frozenset({"ios", "ipados", "tvos"})
+_APPLE_OS: Final = frozenset({"ios", "ipados", "tvos"})
 # `None` stands for the platform ID type, IDFA or GAID, read from `device.os`.
-_HASHED_FIELDS: tuple[tuple[str, IdType | None, IdForm], ...] = (
+_HASHED_FIELDS: Final[tuple[tuple[str, IdType | None, IdForm], ...]] = (
     ("dpidmd5", None, IdForm.MD5),
     ("dpidsha1", None, IdForm.SHA1),
     ("didmd5", IdType.IMEI, IdForm.MD5),
@@ -312,7 +312,7 @@ _HASHED_FIELDS: tuple[tuple[str, IdType | None, IdForm], ...] = (
     ("macmd5", IdType.MAC, IdForm.MD5),
     ("macsha1", IdType.MAC, IdForm.SHA1),
 )
-_EXT_FIELDS: tuple[tuple[str, IdType], ...] = (
+_EXT_FIELDS: Final[tuple[tuple[str, IdType], ...]] = (
     ("idfa", IdType.IDFA),
     ("gaid", IdType.GAID),
     ("oaid", IdType.OAID),

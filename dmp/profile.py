@@ -20,11 +20,11 @@ from typing import Final
 from dmp.profile_tags import ProfileFormatError as ProfileFormatError
 from dmp.profile_tags import TagEncoder, decode_section
 
-VERSION = 2
-UNSCORED = 100  # an unscored tag is full membership for score comparisons
-_EPOCH_DAY = 18262  # 2020-01-01 in days since 1970-01-01
-_VERSION_BYTE = bytes((VERSION,))
-_TEXTS = 5
+VERSION: Final = 2
+UNSCORED: Final = 100  # an unscored tag is full membership for score comparisons
+_EPOCH_DAY: Final = 18262  # 2020-01-01 in days since 1970-01-01
+_VERSION_BYTE: Final = bytes((VERSION,))
+_TEXTS: Final = 5
 
 
 def day_number(unix_seconds: float) -> int:
@@ -129,7 +129,7 @@ def read_snapshot(data: bytes, pos: int) -> tuple[Snapshot, int]:
 
 
 # Encoding keeps a small cache of expiry headers; it is a pure memo, safe to share.
-_ENCODER = TagEncoder()
+_ENCODER: Final = TagEncoder()
 
 
 def tag_section(entries: Iterable[TagEntry]) -> bytes:
@@ -181,21 +181,19 @@ def decode(data: bytes, today: int) -> Profile:
     """The profile as the bidder sees it: tags expiring before ``today`` are dropped."""
     snapshot, pos = _open(data)
     days, groups, scores = decode_section(data, pos)
+    # Plain loops: compiled, they beat dict.fromkeys and zip(strict=True), which mypyc calls
+    # as generic Python functions.
     tags: dict[int, int] = {}
-    for day, ids in zip(days, groups, strict=True):
-        if day >= today:
-            tags.update(dict.fromkeys(ids, UNSCORED))
+    for group in range(len(days)):
+        if days[group] >= today:
+            for tag_id in groups[group]:
+                tags[tag_id] = UNSCORED
     if scores:
         every = [tag_id for ids in groups for tag_id in ids]
         for position, score in scores.items():
             if every[position] in tags:
                 tags[every[position]] = score
     return Profile(
-        tags=tags,
-        os=snapshot.os,
-        model=snapshot.model,
-        price_tier=snapshot.price_tier,
-        country=snapshot.country,
-        region=snapshot.region,
-        city=snapshot.city,
-    )
+        tags, snapshot.os, snapshot.model, snapshot.price_tier, snapshot.country,
+        snapshot.region, snapshot.city,
+    )  # fmt: skip

@@ -29,12 +29,12 @@ from dmp.errors import DmpError
 if TYPE_CHECKING:  # mypy_extensions comes with mypy, not a runtime dependency
     from mypy_extensions import i64  # a C int64 compiled by mypyc, int interpreted
 
-DAY_BITS = 14
-MAX_DAY = (1 << DAY_BITS) - 1  # 2064-11-09: expiries later than this are clamped
-STANDARD_OFFSETS = (1, 7, 14, 30, 60, 90, 180, 365)
-SCORE_BITS = 7
-MAX_K = 7
-_TABLE_SIZE = 4096  # every tag id (taxonomy.MAX_TAG_ID) has a precomputed code
+DAY_BITS: Final = 14
+MAX_DAY: Final = (1 << DAY_BITS) - 1  # 2064-11-09: expiries later than this are clamped
+STANDARD_OFFSETS: Final = (1, 7, 14, 30, 60, 90, 180, 365)
+SCORE_BITS: Final = 7
+MAX_K: Final = 7
+_TABLE_SIZE: Final = 4096  # every tag id (taxonomy.MAX_TAG_ID) has a precomputed code
 
 
 class ProfileFormatError(DmpError):
@@ -47,7 +47,9 @@ def _exp_golomb(value: int, k: int) -> str:
 
 
 # Code strings by order and value: encoding a profile is then a join of table lookups.
-_CODES = tuple(tuple(_exp_golomb(v, k) for v in range(_TABLE_SIZE)) for k in range(MAX_K + 1))
+_CODES: Final = tuple(
+    tuple(_exp_golomb(v, k) for v in range(_TABLE_SIZE)) for k in range(MAX_K + 1)
+)
 
 
 def _code(value: int, k: int) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping
+from typing import Final
 
-_ENTRY = struct.Struct("<HBI")
+_ENTRY: Final = struct.Struct("<HBI")
 
 
 def encode_scenes(entries: Mapping[int, tuple[int, int]]) -> bytes:

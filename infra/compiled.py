@@ -14,6 +14,10 @@ is ``@dataclass(slots=True, init=False, unsafe_hash=True)`` with ``Final`` field
 ``__init__``: mypy rejects any later assignment, mypyc makes the attributes read-only, and the
 dataclass still gives equality, hashing (safe: nothing can change), ``repr`` and ``replace``.
 
+Module constants on the bid path are ``Final``: compiled code then reads them from C statics
+(or inlines them) instead of looking each up in the module's dict. Not a tuple of floats,
+though: mypyc 2.4 leaves such a ``Final`` unset, and every read raises ``NameError``.
+
 A compiled module older than its source would run old code, so ``build`` compiles again
 whenever any source is newer than the extension, ``dsp serve`` warns, and the test suite
 refuses to start.

@@ -8,28 +8,30 @@ and event writes) and how the cluster path handles them are in docs/SCALING.md.
 
 from __future__ import annotations
 
+from typing import Final
+
 # Profiles are stored in 2**15 small hashes (buckets) rather than one key per device: a Redis
 # key costs about 100 bytes before any data, a field inside a small (ziplist) hash a few. A
 # bucket keeps up to 2048 fields (infra.embedded_redis), so 32,768 of them hold about 33
 # million devices compactly; at a million devices a bucket costs each of its 30 devices 3 bytes.
-PROFILE_BUCKET_BITS = 15
+PROFILE_BUCKET_BITS: Final = 15
 # Whole digest bytes the bucket number stands for, left out of the field names.
-_BUCKET_BYTES = PROFILE_BUCKET_BITS // 8
+_BUCKET_BYTES: Final = PROFILE_BUCKET_BITS // 8
 # Alias fields keep 4 bytes of the digest: they only have to tell apart the few aliases of
 # one bucket (a stranger's digest matches one by chance once in 2**32 / 60 lookups).
-ALIAS_FIELD_BYTES = 4
+ALIAS_FIELD_BYTES: Final = 4
 # A key named ``{NAME}:...`` hashes to the same cluster slot as the key ``NAME`` (a hash tag
 # equal to a whole untagged name), so a global key and its companions stay in one slot
 # without renaming the global key itself.
-SNAPSHOTS = b"dmp:snapshots"  # hash: snapshot reference -> snapshot bytes (dmp.profile_refs)
+SNAPSHOTS: Final = b"dmp:snapshots"  # hash: snapshot reference -> snapshot bytes (dmp.profile_refs)
 # hash: snapshot bytes -> its reference; one script interns into both (dmp.profile_refs)
-SNAPSHOT_REFS = b"{dmp:snapshots}:refs"
+SNAPSHOT_REFS: Final = b"{dmp:snapshots}:refs"
 
-CAMPAIGNS = b"dsp:campaigns"  # hash: campaign id -> campaign JSON
+CAMPAIGNS: Final = b"dsp:campaigns"  # hash: campaign id -> campaign JSON
 # Counter bumped on every change, in one MULTI/EXEC with the hash: the same slot.
-CAMPAIGNS_VERSION = b"{dsp:campaigns}:version"
-SIGNING_KEY = b"dsp:signing-key"
-EVENTS = b"dsp:events"  # stream of win, impression and click events
+CAMPAIGNS_VERSION: Final = b"{dsp:campaigns}:version"
+SIGNING_KEY: Final = b"dsp:signing-key"
+EVENTS: Final = b"dsp:events"  # stream of win, impression and click events
 
 
 def event_appended(seen: str) -> str:
@@ -81,7 +83,7 @@ def frequency_counters(digest: bytes) -> bytes:
     return _beside_profile(b"dsp:f", digest)
 
 
-PROFILE_BUCKET_PATTERN = b"dmp:p:{*}"  # SCAN MATCH pattern of every profile bucket
+PROFILE_BUCKET_PATTERN: Final = b"dmp:p:{*}"  # SCAN MATCH pattern of every profile bucket
 
 
 def campaign_spent(campaign_id: str) -> str:
@@ -218,15 +220,15 @@ def audience_memberships(digest: bytes) -> bytes:
     return _beside_profile(b"dmp:m", digest)
 
 
-TARGETABLE_AUDIENCES = b"dmp:audiences:targetable"  # hash: audience id -> how to target it
+TARGETABLE_AUDIENCES: Final = b"dmp:audiences:targetable"  # hash: audience id -> how to target it
 # Bumped when that hash changes, in the same MULTI/EXEC: the same slot.
-TARGETABLE_VERSION = b"{dmp:audiences:targetable}:version"
+TARGETABLE_VERSION: Final = b"{dmp:audiences:targetable}:version"
 
 
 # Event log (dsp/events). The aggregator's counts share the event stream's slot: their hash
 # tag is the stream's own name, so one Lua script can count a batch and XACK it together.
-EVENTS_GROUP_AGGREGATOR = "aggregator"  # consumer group that keeps the report counts
-EVENTS_GROUP_ARCHIVER = "archiver"  # consumer group that writes the archive files
+EVENTS_GROUP_AGGREGATOR: Final = "aggregator"  # consumer group that keeps the report counts
+EVENTS_GROUP_ARCHIVER: Final = "archiver"  # consumer group that writes the archive files
 
 
 def event_counts(campaign_id: str, hour: str) -> str:
@@ -282,7 +284,7 @@ def advertiser_unpublished(advertiser_id: str) -> str:
 # Hash beside ``CAMPAIGNS``: campaign id -> the advertiser revision of the payload it holds
 # (cluster only). A publication of an older revision than the one stored changes nothing, so
 # two writers publishing out of order, or a republication, never put back an old payload.
-CAMPAIGNS_REVISIONS = b"{dsp:campaigns}:revisions"
+CAMPAIGNS_REVISIONS: Final = b"{dsp:campaigns}:revisions"
 
 
 def conversion_logged(scope: str, dedup_id: str) -> str:

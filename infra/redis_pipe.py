@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 Reply = object  # what hiredis parses: bytes, int, list, None or a ResponseError
 Callback = Callable[[Reply], None]
-_RECONNECT_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+_RECONNECT_S = (0.05, 0.1, 0.2, 0.5, 1.0)  # not Final: a tuple of floats (infra.compiled)
 
 
 def command(*args: bytes) -> bytes:

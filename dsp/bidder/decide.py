@@ -12,7 +12,7 @@ from dsp.bidder.openrtb import BidRequest, Imp
 from dsp.campaigns.index import PRIOR_CTR, CampaignIndex, Line, bid_price_micros
 from dsp.campaigns.model import BidStrategy
 
-_NO_TAGS: Mapping[int, int] = {}
+_NO_TAGS: Final[Mapping[int, int]] = {}
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``

@@ -22,7 +22,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from redis.exceptions import RedisError
 
@@ -35,10 +35,10 @@ from infra.redis_pipe import RedisPipe, Reply
 
 log = logging.getLogger(__name__)
 
-BID_PATH = b"/openrtb2/bid"
-MAX_HEAD_BYTES = 16 * 1024
-_REASONS = {200: b"OK", 204: b"No Content", 400: b"Bad Request", 413: b"Payload Too Large"}
-_HANDOFF_HEADERS = (b"transfer-encoding", b"content-encoding", b"expect", b"upgrade")
+BID_PATH: Final = b"/openrtb2/bid"
+MAX_HEAD_BYTES: Final = 16 * 1024
+_REASONS: Final = {200: b"OK", 204: b"No Content", 400: b"Bad Request", 413: b"Payload Too Large"}
+_HANDOFF_HEADERS: Final = (b"transfer-encoding", b"content-encoding", b"expect", b"upgrade")
 
 
 def http_answer(status: int, body: bytes, *, close: bool = False) -> bytes:
@@ -54,7 +54,7 @@ def http_answer(status: int, body: bytes, *, close: bool = False) -> bytes:
     )
 
 
-NO_BID = http_answer(204, b"")
+NO_BID: Final = http_answer(204, b"")
 
 
 class Shedder:

@@ -40,7 +40,7 @@ from infra.settings import Settings
 log = logging.getLogger(__name__)
 
 # Decisions per request: a campaign the budget or pacing turns down gives way to the next best.
-_ADMIT_ROUNDS = 3
+_ADMIT_ROUNDS: Final = 3
 
 
 def no_bid() -> web.Response:

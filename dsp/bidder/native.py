@@ -8,8 +8,8 @@ from typing import Any, Final
 
 import orjson
 
-_IMAGE_MAIN = 3
-_DATA_DESCRIPTION = 2
+_IMAGE_MAIN: Final = 3
+_DATA_DESCRIPTION: Final = 2
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``

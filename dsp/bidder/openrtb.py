@@ -20,14 +20,14 @@ from dmp.ids import DeviceId, device_ids_from_openrtb
 from dsp.bidder.native import NativeAssets, native_assets, parse_native_request
 from dsp.errors import InvalidBidRequest
 
-_OS_ALIASES = {"ipados": "ios", "iphone os": "ios", "tvos": "ios", "android tv": "android"}
+_OS_ALIASES: Final = {"ipados": "ios", "iphone os": "ios", "tvos": "ios", "android tv": "android"}
 # Decoded JSON objects are dicts: typed so, compiled code takes dict's own fast paths.
 JsonObject = dict[str, Any]
-_EMPTY: JsonObject = {}  # read only
+_EMPTY: Final[JsonObject] = {}  # read only
 # IAB TCF consent strings: base64url segments joined by dots; the core segment opens with a
 # 6-bit version (1 or 2) and holds at least the core fields (173 bits in v1, 213 in v2).
-_TCF_SEGMENT = re.compile(r"[A-Za-z0-9_-]{29,4096}")
-_TCF_VERSIONS = (1, 2)
+_TCF_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]{29,4096}")
+_TCF_VERSIONS: Final = (1, 2)
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``

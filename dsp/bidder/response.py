@@ -17,8 +17,8 @@ from dsp.bidder.openrtb import BidRequest
 from dsp.budget.keeper import Reservation
 from dsp.tracking.links import LinkSigner, Notice
 
-SEAT = "rtb-dsp"
-_MICRO = Decimal("0.000001")
+SEAT: Final = "rtb-dsp"
+_MICRO: Final = Decimal("0.000001")
 
 
 def response_currency(requested: Sequence[str], fx_per_usd: Mapping[str, Decimal]) -> str | None:

@@ -36,17 +36,17 @@ from infra.tasks import cancel_requested
 
 log = logging.getLogger(__name__)
 
-_DRAIN = 10_000  # settlements taken per lease per pipeline
+_DRAIN: Final = 10_000  # settlements taken per lease per pipeline
 # KEYS: the settlement lists of every lease drained; ARGV: 1 at most this many from each.
 # Replies one list per key (empty when none), in KEYS order.
-_DRAIN_LUA = """
+_DRAIN_LUA: Final = """
 local taken = {}
 for i, key in ipairs(KEYS) do
   taken[i] = redis.call('LPOP', key, ARGV[1]) or {}
 end
 return taken
 """
-_TOP_UP_GAP_S = 0.02  # least time between two urgent top-ups: Redis never sees a busy loop
+_TOP_UP_GAP_S: Final = 0.02  # least time between two urgent top-ups: Redis never sees a busy loop
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``

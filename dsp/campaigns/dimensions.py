@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from dsp.campaigns.model import Radius
 
@@ -50,8 +51,8 @@ class Block:
         return self.by_value.get(value, 0) if value else 0
 
 
-_CELL_DEGREES = 0.5
-_KM_PER_DEGREE = 111.2
+_CELL_DEGREES: Final = 0.5
+_KM_PER_DEGREE: Final = 111.2
 
 
 def _cell(lat: float, lon: float) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from dmp.errors import DmpError
 from dmp.tag_expression import compile_expression, parse
@@ -29,10 +29,10 @@ log = logging.getLogger(__name__)
 TagPredicate = Callable[[Mapping[int, int]], bool]
 # Until a CTR model is trained (and for campaigns it knows nothing of), target-CPC bids
 # assume this click-through rate.
-PRIOR_CTR = 0.005
+PRIOR_CTR: Final = 0.005
 # Member audiences are matched as pseudo tags numbered from here, far above taxonomy ids:
 # the bidder adds them to a device's tags from the memberships its lookup returned.
-MEMBER_TAG_BASE = 1 << 20
+MEMBER_TAG_BASE: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa  # type: ignore[import-untyped]
 from redis.asyncio import Redis
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # A bid as the bid path hands it over: request, admitted bid, device key, unix milliseconds.
 QueuedBid = tuple["BidRequest", "Admitted", str, int]
-_SCHEMA_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+_SCHEMA_ERRORS: Final = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
 def bid_table(bids: Sequence[QueuedBid]) -> pa.Table:

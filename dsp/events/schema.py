@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 
-ENTRY_FIELD = b"e"  # JSON Lines
-BATCH_FIELD = b"a"  # one Arrow IPC stream of BATCH_SCHEMA
-BATCH_SCHEMA = pa.schema(
+ENTRY_FIELD: Final = b"e"  # JSON Lines
+BATCH_FIELD: Final = b"a"  # one Arrow IPC stream of BATCH_SCHEMA
+BATCH_SCHEMA: Final = pa.schema(
     [
         ("type", pa.string()),
         ("ts", pa.int64()),
@@ -50,8 +50,8 @@ BATCH_SCHEMA = pa.schema(
         ("scores", pa.list_(pa.int32())),  # issue 12: bid events, aligned with ``tags``
     ]
 )
-_IPC = pa.ipc.IpcWriteOptions()  # uncompressed: the aggregator maps it without a copy
-TYPES = (
+_IPC: Final = pa.ipc.IpcWriteOptions()  # uncompressed: the aggregator maps it without a copy
+TYPES: Final = (
     "bid",
     "win",
     "bill",
@@ -63,7 +63,7 @@ TYPES = (
     "view_conversion",
 )
 # The counts kept per event type; spend is the sum of ``price`` over win and bill events.
-METRIC_OF = {
+METRIC_OF: Final = {
     "bid": "bids",
     "win": "wins",
     "bill": "bills",
@@ -74,12 +74,12 @@ METRIC_OF = {
     "conversion": "click_conversions",  # issue 12: credited to a click
     "view_conversion": "view_conversions",  # issue 12: credited to an impression
 }
-METRICS = (*METRIC_OF.values(), "spend", "conversion_value")
-SPENDING = ("win", "bill")
+METRICS: Final = (*METRIC_OF.values(), "spend", "conversion_value")
+SPENDING: Final = ("win", "bill")
 # issue 12: conversion events' ``price`` is the conversion's value: summed as conversion_value
-VALUED = ("conversion", "view_conversion")
-ALL_TAGS = "*"  # the tag value under which every event is counted once
-NO_TAG = "-"  # the tag value of events that matched no tag
+VALUED: Final = ("conversion", "view_conversion")
+ALL_TAGS: Final = "*"  # the tag value under which every event is counted once
+NO_TAG: Final = "-"  # the tag value of events that matched no tag
 
 Event = dict[str, Any]
 

@@ -29,19 +29,19 @@ from urllib.parse import quote
 
 from dsp.errors import BadNotice, BadSignature
 
-PRICE_MACRO = "${AUCTION_PRICE}"
-LOSS_MACRO = "${AUCTION_LOSS}"
-_FIELDS = ("a", "i", "c", "r", "d", "b", "x", "t", "k", "y", "m", "g", "v")
-DEFAULT_KEY_ID = "0"
-_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
-_SEPARATOR = "\x1f"  # between the signed values
+PRICE_MACRO: Final = "${AUCTION_PRICE}"
+LOSS_MACRO: Final = "${AUCTION_LOSS}"
+_FIELDS: Final = ("a", "i", "c", "r", "d", "b", "x", "t", "k", "y", "m", "g", "v")
+DEFAULT_KEY_ID: Final = "0"
+_URL_SAFE: Final = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+_SEPARATOR: Final = "\x1f"  # between the signed values
 # Every value URL-safe, as one match over the joined values; exactly len(_FIELDS) of them, so
 # a value holding the separator itself takes the quoting way.
-_URL_SAFE_VALUES = re.compile(
+_URL_SAFE_VALUES: Final = re.compile(
     rf"[A-Za-z0-9_.~-]*(?:{_SEPARATOR}[A-Za-z0-9_.~-]*){{{len(_FIELDS) - 1}}}"
 ).fullmatch
-_QUERY = "&".join(f"{name}=%s" for name in _FIELDS)
-_BLOCK = 64  # SHA-256's block size in bytes: HMAC pads its key to this
+_QUERY: Final = "&".join(f"{name}=%s" for name in _FIELDS)
+_BLOCK: Final = 64  # SHA-256's block size in bytes: HMAC pads its key to this
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)  # a value class: see ``infra.compiled``
