@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # A bid as the bid path hands it over: request, admitted bid, device key, unix milliseconds.
 QueuedBid = tuple["BidRequest", "Admitted", str, int]
 _SCHEMA_ERRORS: Final = (pa.ArrowException, TypeError, ValueError, OverflowError)
+_BUILD_STEP: Final = 100  # bids made into a table between two looks at the event loop
 
 
 def bid_table(bids: Sequence[QueuedBid]) -> pa.Table:
@@ -140,12 +141,15 @@ class EventBuffer:
             return 0
         # Batches of the bids, then the other events, ``batch`` events an entry.
         size, first = self._batch, len(bids)
-        payloads = [
-            self._encode(
-                bids[at : at + size], others[max(0, at - first) : max(0, at + size - first)]
-            )
-            for at in range(0, first + len(others), size)
-        ]
+        payloads = []
+        try:
+            for at in range(0, first + len(others), size):
+                part = others[max(0, at - first) : max(0, at + size - first)]
+                payloads.append(await self._encode(bids[at : at + size], part))
+        except asyncio.CancelledError:  # nothing sent yet: the closing flush sends them
+            self._bids[:0] = bids
+            self._events[:0] = others
+            raise
         sent = 0
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -174,11 +178,18 @@ class EventBuffer:
         self._metrics.count("events_sent", sent)
         return sent
 
-    def _encode(self, bids: list[QueuedBid], others: list[Event]) -> tuple[bytes, int] | None:
+    async def _encode(self, bids: list[QueuedBid], others: list[Event]) -> tuple[bytes, int] | None:
         """Bids and other events as one Arrow IPC payload, and how many it holds; one that
         does not fit the schema is dropped and counted, not the batch with it (None: none
         fit)."""
-        tables = [t for t in (self._bids_table(bids), self._events_table(others)) if t is not None]
+        # Built a slice at a time, the loop answering bids in between: a flush of 800 bids
+        # in one piece held the loop for 5 to 10 ms, longer than the p99 of a bid at half load.
+        parts = []
+        for at in range(0, len(bids), _BUILD_STEP):
+            parts.append(self._bids_table(bids[at : at + _BUILD_STEP]))
+            await asyncio.sleep(0)
+        parts.append(self._events_table(others))
+        tables = [table for table in parts if table is not None]
         if not tables:
             return None
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from dmp.taxonomy import Taxonomy
@@ -133,3 +135,21 @@ async def test_bids_of_a_failed_flush_are_kept_for_the_next(redis_url: str) -> N
         assert sorted(e["auction"] for e in sent if e["type"] == "bid") == ["a1", "a2"]
     finally:
         await working.aclose()
+
+
+async def test_bids_of_a_flush_cancelled_while_encoding_are_sent_by_the_next(
+    redis: Redis,
+) -> None:
+    buffer = EventBuffer(redis, max_events=1000, flush_s=3600)
+    request, bid = queued_bid("a1")
+    for _ in range(250):  # three slices of the table: the flush yields to the loop twice
+        buffer.bids(request, [bid], "00ff", 1)
+    await redis.delete(keys.EVENTS)
+    flushing = asyncio.create_task(buffer.flush())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert len(buffer) == 250 and await redis.xlen(keys.EVENTS) == 0
+    assert await buffer.flush() == 250
