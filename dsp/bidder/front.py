@@ -100,7 +100,9 @@ class Shedder:
             if self.lag_s > 0.050:
                 self.metrics.count("loop_stalls_50ms")
         if self.lag_s > self.threshold_s:
-            self.share = min(1.0, self.share + self.step)
+            # In proportion to the lag: a loop that lags wakes the heartbeat less often, so a
+            # fixed step would take longest to shed exactly when the loop is furthest behind.
+            self.share = min(1.0, self.share + self.step * self.lag_s / self.threshold_s)
         elif self.share:
             self.share = max(0.0, self.share - self.step / 5)
         self._due = now + self.period_s

@@ -222,3 +222,19 @@ async def test_the_shedder_sheds_while_the_loop_lags_and_stops_after() -> None:
         assert shedder.share == 0.0 and not shedder.shed()
     finally:
         shedder.stop()
+
+
+async def test_the_shedder_sheds_in_proportion_to_how_far_the_loop_is_behind() -> None:
+    # A stuck loop wakes the heartbeat late and seldom: one late beat must count for its lag.
+    shares = []
+    for stall_s in (0.01, 0.04):
+        shedder = Shedder(period_s=0.002, threshold_s=0.005, step=0.05)
+        shedder.start()
+        try:
+            await asyncio.sleep(0.01)
+            time.sleep(stall_s)  # the loop is stuck once
+            await asyncio.sleep(0.001)  # the late heartbeat runs
+            shares.append(shedder.share)
+        finally:
+            shedder.stop()
+    assert shares[1] >= 0.25 and shares[1] > 2 * shares[0]
