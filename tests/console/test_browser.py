@@ -8,6 +8,7 @@ Every browser test is in this one module: the browser starts once (see ``conftes
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -93,6 +94,23 @@ def _build_campaign(page: Page, population: list[dict[str, object]]) -> None:
     expect(page.get_by_role("link", name="Spring sale, adult women")).to_be_visible()
 
 
+def _wait_until_reported(server: ConsoleServer, token: str, wins: int) -> None:
+    """Reports count events as the aggregator reads them from the stream, a moment after the
+    notices: a page read earlier (on a busy machine) would show the campaign at $0.00."""
+    deadline = time.monotonic() + 30
+    while True:
+        answer = requests.get(
+            f"{server.url}/api/v1/reports?by=campaign",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        reported = sum(row["wins"] for row in answer.json()["rows"])
+        if reported >= wins:
+            return
+        assert time.monotonic() < deadline, f"{reported} of {wins} wins reported after 30 s"
+        time.sleep(0.2)
+
+
 def _check_ctr_by_tag(page: Page, server: ConsoleServer, token: str) -> None:
     """CTR by tag, once the server reports by tag: the most seen tag is on the chart by code."""
     card = page.locator(".card").filter(has=page.get_by_role("heading", name="CTR by tag"))
@@ -120,6 +138,7 @@ def test_a_campaign_built_in_the_console_wins_auctions_and_shows_in_the_report(
 
     summary = server.auctions(population, requests=600, seed=11)
     assert summary.errors == 0 and summary.wins > 20 and summary.clicks > 0
+    _wait_until_reported(server, token, summary.wins)
 
     page.keyboard.press("r")
     row = page.get_by_role("row").filter(has_text="Spring sale, adult women")
