@@ -135,12 +135,13 @@ class _Key:
         self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
         self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
 
-    def mac(self, message: bytes) -> bytes:
+    def sign(self, message: str) -> str:
+        """The link signature of ``message``: its MAC in hex, truncated to 128 bits."""
         inner = self._inner.copy()
-        inner.update(message)
+        inner.update(message.encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return outer.digest()
+        return outer.hexdigest()[:32]
 
 
 class LinkSigner:
@@ -157,7 +158,7 @@ class LinkSigner:
 
     @staticmethod
     def _signature(key: _Key, values: tuple[str, ...]) -> str:
-        return key.mac(_SEPARATOR.join(values).encode()).hex()[:32]
+        return key.sign(_SEPARATOR.join(values))
 
     def query(self, notice: Notice) -> str:
         """The signed query string shared by every link of a bid."""
@@ -188,7 +189,7 @@ class LinkSigner:
                     for name, value in zip(_FIELDS, values, strict=True)
                 ]
             )
-        return f"{pairs}&s={self._key.mac(message.encode()).hex()[:32]}"
+        return f"{pairs}&s={self._key.sign(message)}"
 
     def links(self, notice: Notice) -> Links:
         """Every link of a bid, from one signature."""
