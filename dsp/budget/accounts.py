@@ -26,6 +26,7 @@ class Account:
     reserved: int = 0
     spending: bool = True  # False: winding down, no new bids, the lease gives back
     renewed_at: float = float("-inf")  # monotonic time of the last lease order
+    renew_every_s: float = 0.0  # the lease is renewed this long after its last order
     reservations: dict[BidKey, tuple[int, float]] = field(default_factory=dict)
     _deadlines: deque[tuple[float, BidKey]] = field(default_factory=deque)
 

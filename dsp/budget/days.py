@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dsp.campaigns.model import Campaign
-from dsp.campaigns.schedule import local_day, local_time
+from dsp.campaigns.schedule import local_day, seconds_into_local_day
 
 DAY_S = 86_400
 
@@ -15,8 +15,7 @@ def budget_day(campaign: Campaign, now: float) -> str:
 
 def seconds_into_day(campaign: Campaign, now: float) -> float:
     """Wall-clock seconds since the advertiser's midnight."""
-    local = local_time(campaign, now)
-    return local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+    return seconds_into_local_day(campaign, now)
 
 
 def max_cost_micros(price_micros: int) -> int:

@@ -27,6 +27,18 @@ def _day_of_minute(zone: str, minute: int) -> str:
     return dt.datetime.fromtimestamp(minute * 60, _zone(zone)).strftime("%Y%m%d")
 
 
+@functools.lru_cache(maxsize=4096)
+def _offset_of_minute(zone: str, minute: int) -> float:
+    offset = dt.datetime.fromtimestamp(minute * 60, _zone(zone)).utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
+
+
+def seconds_into_local_day(campaign: Campaign, now: float) -> float:
+    """Wall-clock seconds since midnight in the campaign's zone: ``now`` plus the zone's
+    offset, which, like the day, holds all minute long (one conversion a minute and zone)."""
+    return (now + _offset_of_minute(campaign.timezone, int(now // 60))) % 86_400
+
+
 def local_day(campaign: Campaign, now: float) -> str:
     """``YYYYMMDD`` in the campaign's zone. Every zone's midnight falls on a whole minute, so
     the day is the same all minute long: one zone conversion a minute, not one a campaign

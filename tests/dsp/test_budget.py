@@ -299,3 +299,41 @@ async def test_shutting_down_gives_back_all_but_the_money_of_bids_in_flight(
     await keeper.close()
     view = await budget_view(redis, "c1", reservation.day)
     assert view.held() == reservation.amount_micros == 2000
+
+
+async def test_leases_opened_together_are_renewed_over_several_refreshes(redis: Redis) -> None:
+    clock = [100.0]
+    settings = Settings(budget_lease_ttl_s=40, notice_timeout_s=1)  # renewed within 5-10 s
+    keeper = BudgetKeeper(redis, settings, clock=lambda: clock[0])
+    ours = [campaign_from_dict(campaign(f"c{i}")) for i in range(40)]
+    await keeper.refresh(ours, time.time())
+
+    async def expiries() -> list[float]:
+        scores = [
+            await redis.zscore(keys.campaign_lease_expiry(c.id), _lease(keeper, c.id)) for c in ours
+        ]
+        return [float(score or 0) for score in scores]
+
+    def renewed(before: list[float], after: list[float]) -> int:
+        return sum(b > a for a, b in zip(before, after, strict=True))
+
+    opened = await expiries()
+    clock[0] += 4.9  # under half the longest gap: nothing is due
+    await asyncio.sleep(0.005)  # lease expiries are in Redis milliseconds
+    await keeper.refresh(ours, time.time())
+    assert renewed(opened, early := await expiries()) == 0
+    clock[0] += 2.6  # 7.5 s: in the middle of the spread, some are due, not all
+    await asyncio.sleep(0.005)
+    await keeper.refresh(ours, time.time())
+    middle = await expiries()
+    assert 5 <= renewed(early, middle) <= 35
+    clock[0] += 2.6  # past the longest gap: every lease has been renewed
+    await asyncio.sleep(0.005)
+    await keeper.refresh(ours, time.time())
+    assert renewed(opened, await expiries()) == len(ours)
+
+
+def _lease(keeper: BudgetKeeper, campaign_id: str) -> str:
+    account = keeper.account(campaign_id)
+    assert account is not None
+    return account.lease
