@@ -19,11 +19,11 @@ import uvloop
 from redis.asyncio import Redis
 
 from adx_mock.supply import SupplyConfig, build_request
-from bench import devices, servers
+from bench import devices, host, servers
 from bench.campaigns import campaign_payloads
 from bench.client import http_post
 from bench.figures import Figures
-from bench.loadgen import LoadGenerator, Outcome
+from bench.loadgen import LoadGenerator, Outcome, pooled
 from bench.wrk import Wrk, WrkOutcome
 from bench.wrk import available as wrk_available
 from dmp.profile_store import ProfileStore
@@ -40,11 +40,13 @@ FIGURES = (
     "bid_p50_ms", "bid_p99_ms", "bid_p999_ms", "bid_fill_fraction", "bid_p99_ms_half_load",
     "late_fraction_overload", "bid_rps_2_workers", "bare_cpu_us_per_request",
     "bid_cpu_us_per_request", "bid_cpu_ratio_vs_bare", "bid_shed_fraction",
-    "bid_shed_fraction_half_load",
+    "bid_shed_fraction_half_load", "bid_p99_ms_half_load_issued", "bare_p99_ms_half_load",
+    "host_steal_half_load",
 )  # fmt: skip
 TMAX_S = 0.1  # the tmax of every request, as an exchange enforces it
 OVERLOAD = 2.0  # the overload run offers this times the closed-loop throughput
 NO_SHEDDING_MS = 3_600_000  # DSP_SHED_LAG_MS of the closed-loop runs: a lag never reached
+HALF_LOAD_RUNS = 3  # alternating bare and bidder runs at half load, pooled
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +185,9 @@ def _cpu_figures(figures: Figures, bid: Closed, bare: Closed, shed: float) -> No
 def _open_figures(
     figures: Figures, generator: LoadGenerator, port: int, bid_rps: float, options: BidOptions
 ) -> None:
-    def open_run(rate: float) -> Outcome:
+    def open_run(at: int, rate: float) -> Outcome:
         return generator.run(
-            port,
+            at,
             connections=options.connections * 4,
             rate=rate,
             warmup_s=options.warmup_s,
@@ -199,20 +201,56 @@ def _open_figures(
         shed = _metric(port, "dsp_shed_total") - shed
         return outcome, shed / outcome.answered if outcome.answered else 0.0
 
-    half, shed = shed_share(lambda: open_run(bid_rps / 2))
-    note = (
-        f"open loop at {bid_rps / 2:,.0f}/s, {half.late_fraction:.2%} late, "
-        f"{shed:.2%} shed (answered 204 unread)"
-    )
-    figures.add("bid_p99_ms_half_load", half.percentile_ms(99), "ms", note)
-    figures.add("bid_shed_fraction_half_load", shed, "", "answers shed at half load: bids lost")
-    over, shed = shed_share(lambda: open_run(bid_rps * OVERLOAD))
+    _half_load_figures(figures, lambda at: open_run(at, bid_rps / 2), port, shed_share)
+    over, shed = shed_share(lambda: open_run(port, bid_rps * OVERLOAD))
     dropped = over.dropped / over.due if over.due else 0.0
     note = (
         f"open loop at {bid_rps * OVERLOAD:,.0f}/s: answered {over.rps:,.0f}/s, {shed:.0%} of "
         f"them shed, {dropped:.0%} dropped unsent (no free connection within tmax)"
     )
     figures.add("late_fraction_overload", over.late_fraction, "", note)
+
+
+def _half_load_figures(
+    figures: Figures,
+    open_run: Callable[[int], Outcome],
+    port: int,
+    shed_share: Callable[[Callable[[], Outcome]], tuple[Outcome, float]],
+) -> None:
+    """The bidder at half its throughput, beside the bare server at the same rate.
+
+    Runs alternate between the two, so both meet the same moments of a shared host; their
+    latencies are pooled. The host's steal is read over the bidder's runs: a virtual CPU the
+    hypervisor deschedules stalls every process on it, the bare server's too.
+    """
+    bids: list[Outcome] = []
+    bares: list[Outcome] = []
+    steals: list[float] = []
+    shed = 0.0
+    with servers.server_process(servers.run_bare) as bare_port:
+        for _ in range(HALF_LOAD_RUNS):
+            bares.append(open_run(bare_port))
+            before = host.CpuTimes.now()
+            outcome, share = shed_share(lambda: open_run(port))
+            steals.append(host.steal_fraction(before, host.CpuTimes.now()))
+            bids.append(outcome)
+            shed += share * outcome.answered
+    half, bare = pooled(bids), pooled(bares)
+    rate = half.due / half.seconds if half.seconds else 0.0
+    each = ", ".join(
+        f"{run.percentile_ms(99):.1f} ms at {steal:.1%} steal"
+        for run, steal in zip(bids, steals, strict=True)
+    )
+    note = f"open loop at {rate:,.0f}/s, {half.late_fraction:.2%} late; runs: {each}"
+    figures.add("bid_p99_ms_half_load", half.percentile_ms(99), "ms", note)
+    note = "the same, timed from when the generator issued each request (its lateness left out)"
+    figures.add("bid_p99_ms_half_load_issued", half.issued_percentile_ms(99), "ms", note)
+    note = "bare server, open loop at the same rate, runs alternating with the bidder's"
+    figures.add("bare_p99_ms_half_load", bare.percentile_ms(99), "ms", note)
+    note = "share of the machine's CPU time the hypervisor took during the bidder's runs"
+    figures.add("host_steal_half_load", sum(steals) / len(steals), "", note)
+    shed = shed / half.answered if half.answered else 0.0
+    figures.add("bid_shed_fraction_half_load", shed, "", "answers shed at half load: bids lost")
 
 
 def _runs(

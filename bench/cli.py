@@ -111,7 +111,10 @@ produce them; `BENCH=targeting,bid_rps make bench` passes it through make.
 
 Latency in the 'bid' group: bid_p50/p99/p999_ms come from the closed-loop run at full
 load, so they are mostly queueing (connections / throughput); bid_p99_ms_half_load is
-open loop at half the measured throughput, timed from when each request fell due."""
+open loop at half the measured throughput, timed from when each request fell due, over
+three runs alternating with the bare server at the same rate (bare_p99_ms_half_load).
+host_steal_half_load is the share of CPU time the hypervisor took meanwhile: on a shared
+virtual machine it stalls both servers, and their tails grow with it."""
 
 # flag, Options field, kind, help
 _NUMBERS: tuple[tuple[str, str, type[int] | type[float], str], ...] = (

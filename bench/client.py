@@ -7,7 +7,10 @@ Closed loop: each connection sends its next request as soon as an answer arrives
 Open loop: requests fall due at a fixed rate whatever the server does; latency runs from
 the moment a request fell due, so waiting for a free connection counts (no coordinated
 omission), and a request still unsent at its deadline is dropped, as an exchange gives up
-on a bidder after ``tmax``.
+on a bidder after ``tmax``. The generator's own lateness (its timer wakes in whole
+milliseconds, and on a shared machine its process waits for a core) is tallied apart: each
+answer also has its latency from the moment the generator issued it, which still counts
+any wait for a free connection.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ class Tally:
     on_time: int = 0
     errors: int = 0
     dropped: int = 0  # open loop: never sent, no connection was free before the deadline
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # from when each fell due
+    issued_ms: list[float] = field(default_factory=list)  # from when the generator issued it
 
 
 def _head(buffer: bytearray, end: int) -> tuple[int, int]:
@@ -74,7 +78,7 @@ def _head(buffer: bytearray, end: int) -> tuple[int, int]:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("run", "transport", "buffer", "need", "status", "due", "alive")
+    __slots__ = ("run", "transport", "buffer", "need", "status", "due", "issued", "alive")
 
     def __init__(self, run: _Run) -> None:
         self.run = run
@@ -83,15 +87,17 @@ class _Connection(asyncio.Protocol):
         self.need = -1  # bytes of the answer being read; -1 while its head is incomplete
         self.status = 0
         self.due: float | None = None  # when the request in flight fell due
+        self.issued = 0.0  # when the generator got to it: due, plus the generator's lateness
         self.alive = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio's, only alike
         self.transport = cast(asyncio.Transport, transport)
 
-    def send(self, due: float) -> None:
+    def send(self, due: float, issued: float) -> None:
         assert self.transport is not None
         self.due = due
+        self.issued = issued
         self.transport.write(self.run.payload())
 
     def data_received(self, data: bytes) -> None:
@@ -110,7 +116,7 @@ class _Connection(asyncio.Protocol):
             self.need = -1
             due, self.due = self.due, None
             if due is not None:
-                self.run.answered(self, due, self.status)
+                self.run.answered(self, due, self.issued, self.status)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
@@ -131,7 +137,7 @@ class _Run:
         )
         self.tally = Tally()
         self.idle: list[_Connection] = []
-        self.backlog: deque[float] = deque()
+        self.backlog: deque[tuple[float, float]] = deque()  # (due, issued)
         self.closed_loop = load.rate is None
 
     def payload(self) -> bytes:
@@ -145,23 +151,24 @@ class _Run:
     def start(self, connection: _Connection, due: float) -> None:
         if self.closed_loop and self.counts(due):
             self.tally.due += 1
-        connection.send(due)
+        connection.send(due, due)
 
     def dispatch(self, due: float) -> None:
         """Open loop: a request falls due now."""
         if self.counts(due):
             self.tally.due += 1
+        issued = time.monotonic()
         while self.idle:
             connection = self.idle.pop()
             if connection.alive:  # one the server closed is left behind
-                connection.send(due)
+                connection.send(due, issued)
                 return
-        self.backlog.append(due)
+        self.backlog.append((due, issued))
 
-    def answered(self, connection: _Connection, due: float, status: int) -> None:
+    def answered(self, connection: _Connection, due: float, issued: float, status: int) -> None:
         now = time.monotonic()
         if self.counts(due):
-            self._record(now - due, status)
+            self._record(now - due, now - issued, status)
         if self.closed_loop:
             if now < self.window[1]:
                 self.start(connection, now)
@@ -169,9 +176,9 @@ class _Run:
                 self.idle.append(connection)
             return
         while self.backlog:
-            waiting = self.backlog.popleft()
+            waiting, issued = self.backlog.popleft()
             if now - waiting <= self.load.deadline_s:
-                connection.send(waiting)
+                connection.send(waiting, issued)
                 return
             self.drop(waiting)
         self.idle.append(connection)
@@ -180,10 +187,11 @@ class _Run:
         if self.counts(due):
             self.tally.dropped += 1
 
-    def _record(self, seconds: float, status: int) -> None:
+    def _record(self, seconds: float, since_issued: float, status: int) -> None:
         tally = self.tally
         tally.answered += 1
         tally.latencies_ms.append(seconds * 1000)
+        tally.issued_ms.append(since_issued * 1000)
         if status in OK_STATUSES:
             tally.ok += 1
             tally.bids += status == 200
@@ -242,7 +250,7 @@ async def run_load(load: Load, requests: Sequence[bytes]) -> Tally:
         await _open_loop(run)
     await _drain(run, connections)
     while run.backlog:
-        run.drop(run.backlog.popleft())
+        run.drop(run.backlog.popleft()[0])
     for connection in connections:
         if connection.transport is not None:
             connection.transport.close()

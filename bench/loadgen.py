@@ -36,7 +36,8 @@ class Outcome:
     on_time: int
     errors: int
     dropped: int
-    latencies_ms: np.ndarray
+    latencies_ms: np.ndarray  # from when each request fell due
+    issued_ms: np.ndarray  # from when the generator issued it: its own lateness left out
 
     @property
     def rps(self) -> float:
@@ -53,6 +54,34 @@ class Outcome:
             return float("nan")
         return float(np.percentile(self.latencies_ms, q))
 
+    def issued_percentile_ms(self, q: float) -> float:
+        """Latency from when the generator issued each request (a wait for a connection counts)."""
+        if not len(self.issued_ms):
+            return float("nan")
+        return float(np.percentile(self.issued_ms, q))
+
+
+def pooled(outcomes: Sequence[Outcome]) -> Outcome:
+    """Several runs' outcomes as one: counts added, latencies pooled."""
+    return Outcome(
+        seconds=sum(o.seconds for o in outcomes),
+        due=sum(o.due for o in outcomes),
+        answered=sum(o.answered for o in outcomes),
+        ok=sum(o.ok for o in outcomes),
+        bids=sum(o.bids for o in outcomes),
+        on_time=sum(o.on_time for o in outcomes),
+        errors=sum(o.errors for o in outcomes),
+        dropped=sum(o.dropped for o in outcomes),
+        latencies_ms=_joined([o.latencies_ms for o in outcomes]),
+        issued_ms=_joined([o.issued_ms for o in outcomes]),
+    )
+
+
+def _joined(parts: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray:
+    if not parts:
+        return np.empty(0)
+    return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])
+
 
 def _merge(tallies: Sequence[Tally], seconds: float) -> Outcome:
     return Outcome(
@@ -64,9 +93,8 @@ def _merge(tallies: Sequence[Tally], seconds: float) -> Outcome:
         on_time=sum(t.on_time for t in tallies),
         errors=sum(t.errors for t in tallies),
         dropped=sum(t.dropped for t in tallies),
-        latencies_ms=np.concatenate([np.asarray(t.latencies_ms, dtype=np.float64) for t in tallies])
-        if tallies
-        else np.empty(0),
+        latencies_ms=_joined([t.latencies_ms for t in tallies]),
+        issued_ms=_joined([t.issued_ms for t in tallies]),
     )
 
 

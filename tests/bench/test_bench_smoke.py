@@ -12,7 +12,8 @@ import pytest
 from bench.cli import main, select
 from bench.client import http_post
 from bench.figures import UNIX_TIME_FIELD, Figures
-from bench.loadgen import LoadGenerator
+from bench.host import CpuTimes, steal_fraction
+from bench.loadgen import LoadGenerator, pooled
 from bench.servers import run_canned, server_process
 from bench.targeting import FIGURES, run_targeting
 
@@ -58,3 +59,17 @@ def test_load_generator_closed_and_open_loop_against_canned_server() -> None:
     assert closed.answered == closed.ok == len(closed.latencies_ms) and closed.bids == 0
     assert 80 <= paced.due <= 120 and paced.errors == 0 and paced.dropped == 0
     assert paced.late_fraction < 0.5 and paced.percentile_ms(50) < 100
+    # Timed from when the generator issued each request, never more than from when it fell due
+    assert len(paced.issued_ms) == len(paced.latencies_ms) == paced.answered
+    assert (paced.issued_ms <= paced.latencies_ms + 1e-9).all()
+    both = pooled([closed, paced])
+    assert both.answered == closed.answered + paced.answered
+    assert sorted(both.latencies_ms) == sorted([*closed.latencies_ms, *paced.latencies_ms])
+
+
+def test_steal_is_the_hypervisor_s_share_of_all_cpu_time() -> None:
+    before = CpuTimes((100, 0, 50, 800, 0, 0, 0, 10, 0, 0))
+    after = CpuTimes((160, 0, 70, 900, 0, 0, 0, 30, 5, 0))  # guest time is inside user time
+    assert steal_fraction(before, after) == pytest.approx(20 / 200)
+    assert math.isnan(steal_fraction(CpuTimes(()), after))
+    assert CpuTimes.now().ticks == () or len(CpuTimes.now().ticks) >= 8
