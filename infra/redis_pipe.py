@@ -107,6 +107,7 @@ class RedisPipe:
         self._waiting: deque[Callback] = deque()
         self._outgoing: list[bytes] = []
         self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the connection
         self._connecting: asyncio.Task[None] | None = None
         self._failures = 0
         self._closed = False
@@ -129,6 +130,7 @@ class RedisPipe:
         setup = [*address.setup(), command(b"CLIENT", b"SETNAME", self.name.encode())]
         setup += self._on_connect
         self._wire = wire
+        self._loop = loop  # asyncio.get_running_loop() makes a getpid() system call each time
         self._failures = 0
         for first in setup:
             self.call(first, _expect_ok)
@@ -144,7 +146,9 @@ class RedisPipe:
         self.sent += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = self._loop
+            assert loop is not None  # set with the wire
+            loop.call_soon(self._flush)
         return True
 
     def _flush(self) -> None:

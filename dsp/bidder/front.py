@@ -81,9 +81,11 @@ class Shedder:
         self._random = random.Random().random
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        # Kept: asyncio.get_running_loop() makes a getpid() system call each time.
+        self._loop = loop = asyncio.get_running_loop()
         self._due = loop.time() + self.period_s
         self._handle = loop.call_at(self._due, self._beat)
 
@@ -92,7 +94,8 @@ class Shedder:
             self._handle.cancel()
 
     def _beat(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # set by start(), which schedules the first beat
         now = loop.time()
         self.lag_s = now - self._due
         if self.lag_s > 0.010 and self.metrics is not None:
@@ -146,6 +149,8 @@ class BidFront(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._closing = False  # answer what is pending, then close
         self._handing_off = False  # answer what is pending, then hand the rest to aiohttp
+        # Kept: asyncio.get_running_loop() makes a getpid() system call each time.
+        self._loop = asyncio.get_running_loop()
 
     # asyncio.Protocol
 
@@ -270,7 +275,7 @@ class BidFront(asyncio.Protocol):
             bidder.metrics.count("redis_errors")
             self._answer(slot, NO_BID, 204)
             return
-        slot.timer = asyncio.get_running_loop().call_later(remaining, self._expire, slot)
+        slot.timer = self._loop.call_later(remaining, self._expire, slot)
 
     def _expire(self, slot: _Slot) -> None:
         if slot.data is None:
