@@ -43,7 +43,7 @@ class Admitted:
     reservation: Final[Reservation]
     tags: Final[tuple[int, ...]]  # issue 6: matched tag ids, signed into the tracking links
     # issue 12: the device's tag -> score map (the decoded profile's own, not copied): the
-    # bid event looks up the matched tags' scores in it at flush, off the bid path.
+    # bid event's row takes the matched tags' scores from it (``dsp.events.bid_log``).
     scores: Final[Mapping[int, int] | None]
 
     def __init__(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -75,7 +76,9 @@ def queued_bid(auction: str, tags: tuple[int, ...] = (8,)) -> tuple[BidRequest, 
     return request, Admitted(Bid(request.imps[0], line), reservation, tags=tags)
 
 
-async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis: Redis) -> None:
+async def test_bids_are_queued_as_rows_of_values_and_built_into_events_at_flush(
+    redis: Redis,
+) -> None:
     request, bid = queued_bid("a9")
     admitted = [bid]
     buffer = EventBuffer(redis, max_events=3, flush_s=3600)
@@ -90,6 +93,17 @@ async def test_bids_are_queued_as_they_are_and_built_into_events_at_flush(redis:
         "creative": "cr1", "device": "00ff", "tags": [8], "price": 7,
         "site_cat": ["IAB1", "IAB2"], "os": "android", "w": 300, "h": 250,
     }  # fmt: skip
+
+
+async def test_a_queued_bid_keeps_no_reference_to_its_request_or_bid(redis: Redis) -> None:
+    # Held until the flush, they would be walked by every young garbage collection, and
+    # freed all together at the flush: the bid path's pauses.
+    request, bid = queued_bid("a9")
+    before = sys.getrefcount(request), sys.getrefcount(bid)
+    buffer = EventBuffer(redis, max_events=10, flush_s=3600)
+    buffer.bids(request, [bid], "00ff", 1234)
+    assert len(buffer) == 1
+    assert (sys.getrefcount(request), sys.getrefcount(bid)) == before
 
 
 async def test_an_event_that_does_not_fit_the_schema_is_dropped_alone(redis: Redis) -> None:
