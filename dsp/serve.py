@@ -15,7 +15,7 @@ import uvloop
 from aiohttp import web
 
 from dsp.app import BIDDER, METRICS, PIPE, create_app
-from dsp.bidder.front import BidFront, Shedder
+from dsp.bidder.front import BidFront, Deadlines, Shedder
 from infra import compiled
 from infra.embedded_redis import redis_url_or_embedded
 from infra.logs import setup_logging
@@ -40,6 +40,7 @@ class Worker:
     runner: web.AppRunner
     server: asyncio.Server
     shedder: Shedder
+    deadlines: Deadlines
     connections: set[BidFront]
 
     @property
@@ -58,6 +59,7 @@ class Worker:
         while self.connections and loop.time() < deadline:
             await asyncio.sleep(0.01)
         self.shedder.stop()
+        self.deadlines.stop()
         await self.runner.cleanup()
 
 
@@ -70,11 +72,12 @@ async def start_worker(settings: Settings) -> Worker:
     handoff = runner.server
     assert handoff is not None
     shedder = Shedder(threshold_s=settings.shed_lag_ms / 1000, metrics=app[METRICS])
+    deadlines = Deadlines()
     connections: set[BidFront] = set()
     bidder, pipe, limit = app[BIDDER], app[PIPE], settings.max_body_bytes
     try:
         server = await asyncio.get_running_loop().create_server(
-            lambda: BidFront(bidder, pipe, shedder, handoff, connections, limit),
+            lambda: BidFront(bidder, pipe, shedder, deadlines, handoff, connections, limit),
             settings.host,
             settings.port,
             reuse_port=settings.workers > 1,
@@ -92,7 +95,8 @@ async def start_worker(settings: Settings) -> Worker:
     # 700 allocations trigger found nearly nothing and cost about 4 % of a bid's CPU.
     gc.set_threshold(_YOUNG_COLLECTION_EVERY, 50, 100)
     shedder.start()
-    return Worker(settings, runner, server, shedder, connections)
+    deadlines.start()
+    return Worker(settings, runner, server, shedder, deadlines, connections)
 
 
 async def _worker(settings: Settings) -> None:

@@ -187,6 +187,32 @@ async def test_a_stalled_redis_costs_a_no_bid_inside_tmax(front: Worker, redis: 
     await close(writer)
 
 
+async def test_requests_waiting_on_a_stalled_redis_are_each_answered_by_their_own_tmax(
+    front: Worker, redis: Redis
+) -> None:
+    tmaxes = (60, 150, 100)  # a deadline sweep answers each by its own, in no fixed order
+    connections = [await connect(front) for _ in tmaxes]
+    await redis.execute_command("CLIENT", "PAUSE", "400", "WRITE")  # type: ignore[no-untyped-call]
+    try:
+
+        async def timed(at: int) -> tuple[int, float]:
+            reader, writer = connections[at]
+            started = time.monotonic()
+            writer.write(http_post(payload(tmax=tmaxes[at])))
+            status, _, _ = await read_answer(reader)
+            return status, (time.monotonic() - started) * 1000
+
+        answers = await asyncio.gather(*(timed(at) for at in range(len(tmaxes))))
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
+    for tmax, (status, elapsed_ms) in zip(tmaxes, answers, strict=True):
+        # Not late, and not given up on much before the deadline (tmax less its margin,
+        # 10 ms here, and up to a sweep period early).
+        assert status == 204 and tmax * 0.6 < elapsed_ms < tmax, (tmax, elapsed_ms)
+    for _, writer in connections:
+        await close(writer)
+
+
 async def test_the_lookup_connection_comes_back_after_it_is_killed(
     front: Worker, redis: Redis
 ) -> None:
