@@ -109,6 +109,8 @@ Every group starts what it needs (an embedded Redis, a bidder, reference servers
 loopback and stops it again. --only takes group or figure names and runs the groups that
 produce them; `BENCH=targeting,bid_rps make bench` passes it through make.
 
+Throughput in the 'bid' group: three closed-loop rounds, each the bare server then the
+bidder; the figures are those of the round with the median ratio (all rounds are printed).
 Latency in the 'bid' group: bid_p50/p99/p999_ms come from the closed-loop run at full
 load, so they are mostly queueing (connections / throughput); bid_p99_ms_half_load is
 open loop at half the measured throughput, timed from when each request fell due, over
