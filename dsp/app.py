@@ -183,7 +183,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[TRACKING] = Tracking(settings, signer, ledger, live, metrics, budget, events)
     events.start()
     tasks = [
-        asyncio.create_task(live.run(redis, settings.campaign_refresh_s)),
+        asyncio.create_task(
+            live.run(redis, settings.campaign_refresh_s, settings.budget_refresh_every)
+        ),
         asyncio.create_task(budget.run(settings.campaign_refresh_s)),
     ]
     yield

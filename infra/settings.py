@@ -103,6 +103,10 @@ class Settings:
     redis_timeout_s: float = 5.0
     event_stream_maxlen: int = 1_000_000
     campaign_refresh_s: float = 0.25
+    # Spend, settlements, leases, pacing and schedules are re-read every this many campaign
+    # refreshes (and at once when campaigns change): at a thousand campaigns a budget
+    # refresh takes milliseconds of the event loop, which bids wait behind.
+    budget_refresh_every: int = 4
     notice_ttl_s: int = 7 * 86400
     click_window_s: int = 3600
     # Budgets (dsp/budget). A bid reserves its highest cost from a lease this process holds on
@@ -168,6 +172,9 @@ class Settings:
             event_stream_maxlen=_int(environ, "DSP_EVENT_STREAM_MAXLEN", base.event_stream_maxlen),
             redis_timeout_s=_float(environ, "DSP_REDIS_TIMEOUT_S", base.redis_timeout_s),
             campaign_refresh_s=_float(environ, "DSP_CAMPAIGN_REFRESH_S", base.campaign_refresh_s),
+            budget_refresh_every=_int(
+                environ, "DSP_BUDGET_REFRESH_EVERY", base.budget_refresh_every
+            ),
             notice_timeout_s=_float(environ, "DSP_NOTICE_TIMEOUT_S", base.notice_timeout_s),
             budget_lease_ttl_s=_float(environ, "DSP_BUDGET_LEASE_TTL_S", base.budget_lease_ttl_s),
             budget_lease_bp=_int(environ, "DSP_BUDGET_LEASE_BP", base.budget_lease_bp),
@@ -200,6 +207,8 @@ class Settings:
             raise ConfigError("DSP_BUDGET_LEASE_TTL_S", "must be longer than DSP_NOTICE_TIMEOUT_S")
         if not 1 <= self.budget_lease_bp <= 10_000:
             raise ConfigError("DSP_BUDGET_LEASE_BP", "must be between 1 and 10000")
+        if self.budget_refresh_every < 1:
+            raise ConfigError("DSP_BUDGET_REFRESH_EVERY", "must be at least 1")
 
     def replace(self, **changes: object) -> Settings:
         """A copy with command-line overrides applied (``None`` means: keep the current value)."""

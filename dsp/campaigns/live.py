@@ -1,11 +1,11 @@
 """The live campaign view of one bidder process, kept fresh by a background task.
 
 The task polls a version counter (one small GET) and rebuilds the index only when
-campaigns changed; it also re-reads spend and the clock, so campaigns whose budget is used
-up, or that are outside their dates, daypart or quiet hours, stop bidding. With a budget
-keeper, the same pipeline drains the keeper's settlements and renews its leases, and pacing
-is updated from the spend it read. Requests only ever read the current ``LiveCampaigns``
-attributes.
+campaigns changed; every few polls (and after a change) it also re-reads spend and the
+clock, so campaigns whose budget is used up, or that are outside their dates, daypart or
+quiet hours, stop bidding. With a budget keeper, the same pipeline drains the keeper's
+settlements and renews its leases, and pacing is updated from the spend it read. Requests
+only ever read the current ``LiveCampaigns`` attributes.
 """
 
 from __future__ import annotations
@@ -50,19 +50,30 @@ class LiveCampaigns:
         self.cvr: ClickPredictor | None = None
 
     async def refresh(self, redis: Redis, now: float | None = None) -> None:
+        """Campaigns if they changed, then models, spend, budgets and schedules."""
+        await self._reload(redis)
+        await self._refresh_state(redis, now)
+
+    async def _reload(self, redis: Redis) -> bool:
+        """Rebuild the index if campaigns or audiences changed (one small round trip if not);
+        whether they had."""
         async with redis.pipeline(transaction=False) as pipe:
             pipe.get(keys.CAMPAIGNS_VERSION)
             pipe.get(keys.TARGETABLE_VERSION)
             version, audiences_version = (int(v or 0) for v in await pipe.execute())
-        if (version, audiences_version) != (self.version, self.audiences_version):
-            version, campaigns = await load_campaigns(redis)
-            audiences_version, audiences = await targetable(redis)
-            # Built off to the side and swapped in whole: a request sees old or new, not half.
-            self.index = CampaignIndex.build(campaigns, self.taxonomy, audiences)
-            self.campaigns, self.version = campaigns, version
-            self.audiences_version = audiences_version
-            self.by_id = {campaign.id: campaign for campaign in campaigns}
-            log.info("campaigns loaded", extra={"version": version, "lines": len(self.index.lines)})
+        if (version, audiences_version) == (self.version, self.audiences_version):
+            return False
+        version, campaigns = await load_campaigns(redis)
+        audiences_version, audiences = await targetable(redis)
+        # Built off to the side and swapped in whole: a request sees old or new, not half.
+        self.index = CampaignIndex.build(campaigns, self.taxonomy, audiences)
+        self.campaigns, self.version = campaigns, version
+        self.audiences_version = audiences_version
+        self.by_id = {campaign.id: campaign for campaign in campaigns}
+        log.info("campaigns loaded", extra={"version": version, "lines": len(self.index.lines)})
+        return True
+
+    async def _refresh_state(self, redis: Redis, now: float | None) -> None:
         for model in (self.ctr, self.cvr):
             if model is not None:
                 self._reload_model(model)
@@ -92,12 +103,18 @@ class LiveCampaigns:
         cap_fields = {c.id: field for c in active if (field := cap_field(c, now)) is not None}
         self.moment = Moment(self.index.lines_of(paused), cap_fields)
 
-    async def run(self, redis: Redis, interval_s: float) -> None:
-        """Refresh until cancelled; Redis outages are logged and retried, never fatal."""
+    async def run(self, redis: Redis, interval_s: float, budget_every: int = 1) -> None:
+        """Refresh until cancelled: campaigns every ``interval_s``, the rest every
+        ``budget_every`` of those and whenever campaigns changed. Redis outages are logged
+        and retried, never fatal."""
+        beat = 0
         while not cancel_requested():
             await asyncio.sleep(interval_s)
+            beat += 1
             try:
-                await self.refresh(redis)
+                if await self._reload(redis) or beat >= budget_every:
+                    beat = 0
+                    await self._refresh_state(redis, None)
             except RedisError as error:
                 log.warning("campaign refresh failed", extra={"error": str(error)})
 
