@@ -107,14 +107,17 @@ class LiveCampaigns:
         """Refresh until cancelled: campaigns every ``interval_s``, the rest every
         ``budget_every`` of those and whenever campaigns changed. Redis outages are logged
         and retried, never fatal."""
-        beat = 0
+        beat, changed = 0, False
         while not cancel_requested():
             await asyncio.sleep(interval_s)
             beat += 1
             try:
-                if await self._reload(redis) or beat >= budget_every:
-                    beat = 0
+                # A new index needs its own pause mask: until a state refresh succeeds after
+                # a change, every poll tries again.
+                changed = await self._reload(redis) or changed
+                if changed or beat >= budget_every:
                     await self._refresh_state(redis, None)
+                    beat, changed = 0, False
             except RedisError as error:
                 log.warning("campaign refresh failed", extra={"error": str(error)})
 
