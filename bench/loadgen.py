@@ -63,18 +63,7 @@ class Outcome:
 
 def pooled(outcomes: Sequence[Outcome]) -> Outcome:
     """Several runs' outcomes as one: counts added, latencies pooled."""
-    return Outcome(
-        seconds=sum(o.seconds for o in outcomes),
-        due=sum(o.due for o in outcomes),
-        answered=sum(o.answered for o in outcomes),
-        ok=sum(o.ok for o in outcomes),
-        bids=sum(o.bids for o in outcomes),
-        on_time=sum(o.on_time for o in outcomes),
-        errors=sum(o.errors for o in outcomes),
-        dropped=sum(o.dropped for o in outcomes),
-        latencies_ms=_joined([o.latencies_ms for o in outcomes]),
-        issued_ms=_joined([o.issued_ms for o in outcomes]),
-    )
+    return _summed(outcomes, sum(o.seconds for o in outcomes))
 
 
 def _joined(parts: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray:
@@ -83,18 +72,19 @@ def _joined(parts: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])
 
 
-def _merge(tallies: Sequence[Tally], seconds: float) -> Outcome:
+def _summed(parts: Sequence[Tally] | Sequence[Outcome], seconds: float) -> Outcome:
+    """Workers' tallies, or runs' outcomes, added up over ``seconds``."""
     return Outcome(
         seconds=seconds,
-        due=sum(t.due for t in tallies),
-        answered=sum(t.answered for t in tallies),
-        ok=sum(t.ok for t in tallies),
-        bids=sum(t.bids for t in tallies),
-        on_time=sum(t.on_time for t in tallies),
-        errors=sum(t.errors for t in tallies),
-        dropped=sum(t.dropped for t in tallies),
-        latencies_ms=_joined([t.latencies_ms for t in tallies]),
-        issued_ms=_joined([t.issued_ms for t in tallies]),
+        due=sum(p.due for p in parts),
+        answered=sum(p.answered for p in parts),
+        ok=sum(p.ok for p in parts),
+        bids=sum(p.bids for p in parts),
+        on_time=sum(p.on_time for p in parts),
+        errors=sum(p.errors for p in parts),
+        dropped=sum(p.dropped for p in parts),
+        latencies_ms=_joined([p.latencies_ms for p in parts]),
+        issued_ms=_joined([p.issued_ms for p in parts]),
     )
 
 
@@ -161,7 +151,7 @@ class LoadGenerator:
             )
             pipe.send(load)
         limit = _CONNECT_S + warmup_s + duration_s + deadline_s + 30
-        return _merge([self._receive(pipe, limit) for _, pipe in self._workers], duration_s)
+        return _summed([self._receive(pipe, limit) for _, pipe in self._workers], duration_s)
 
     @staticmethod
     def _receive(pipe: Connection, limit_s: float) -> Tally:

@@ -40,6 +40,7 @@ BidRow = tuple[
     int, str, str, str, str, str, tuple[int, ...], int, tuple[str, ...], str, int, int,
     tuple[int, ...] | None,
 ]  # fmt: skip
+_ROW_FIELDS: Final = len(BATCH_SCHEMA) - 2  # all but "type" and "reason"
 _SCHEMA_ERRORS: Final = (pa.ArrowException, TypeError, ValueError, OverflowError)
 _BUILD_STEP: Final = 100  # bids made into a table between two looks at the event loop
 
@@ -63,8 +64,9 @@ def bid_table(rows: Sequence[BidRow]) -> pa.Table:
     """The bid events of ``rows`` as a table of BATCH_SCHEMA, built column by column (a dict
     per event for ``Table.from_pylist`` cost twice as much, and bids are most events)."""
     count = len(rows)
-    values: list[Any] = list(zip(*rows, strict=True)) if count else [()] * 13
-    columns = [pa.repeat("bid", count), *values[:12], pa.nulls(count, pa.string()), values[12]]
+    values: list[Any] = list(zip(*rows, strict=True)) if count else [()] * _ROW_FIELDS
+    *before, scores = values  # "reason", empty for bids, comes before "scores"
+    columns = [pa.repeat("bid", count), *before, pa.nulls(count, pa.string()), scores]
     return pa.Table.from_arrays(
         [
             pa.array(column, type=field.type)
