@@ -10,6 +10,7 @@ alternating puts each bidder run beside a bare run of the same moment.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 import urllib.request
@@ -26,6 +27,7 @@ from bench.campaigns import campaign_payloads
 from bench.client import http_post
 from bench.figures import Figures
 from bench.loadgen import LoadGenerator, Outcome, pooled
+from bench.pacer import Pacer, PacerUnavailable
 from bench.wrk import Wrk, WrkOutcome
 from bench.wrk import available as wrk_available
 from dmp.profile_store import ProfileStore
@@ -43,7 +45,7 @@ FIGURES = (
     "late_fraction_overload", "bid_rps_2_workers", "bare_cpu_us_per_request",
     "bid_cpu_us_per_request", "bid_cpu_ratio_vs_bare", "bid_shed_fraction",
     "bid_shed_fraction_half_load", "bid_p99_ms_half_load_issued", "bare_p99_ms_half_load",
-    "host_steal_half_load",
+    "host_steal_half_load", "load_generator_pacer", "open_loop_connections_overload",
 )  # fmt: skip
 TMAX_S = 0.1  # the tmax of every request, as an exchange enforces it
 OVERLOAD = 2.0  # the overload run offers this times the closed-loop throughput
@@ -57,7 +59,7 @@ class BidOptions:
     devices: int = 1_000_000
     campaigns: int = 1000
     bodies: int = 5000  # distinct requests, rotated
-    connections: int = 64  # closed loop; open-loop runs keep 4x as many ready
+    connections: int = 64  # closed loop; open-loop runs keep 4x as many ready, or more
     generator_workers: int = 2
     warmup_s: float = 1.0
     duration_s: float = 5.0
@@ -193,13 +195,22 @@ def _cpu_figures(figures: Figures, bid: Closed, bare: Closed, shed: float) -> No
     figures.add("bid_shed_fraction", shed, "", note)
 
 
+OpenLoop = Callable[..., Outcome]  # (port, *, connections, rate, warmup_s, duration_s, deadline_s)
+
+
+def open_connections(rate: float, options: BidOptions) -> int:
+    """Connections an open-loop run keeps: enough to offer ``rate`` even if every answer took
+    the whole tmax (Little's law), or the generator, not the server, would cap what is offered."""
+    return max(options.connections * 4, math.ceil(rate * TMAX_S))
+
+
 def _open_figures(
-    figures: Figures, generator: LoadGenerator, port: int, bid_rps: float, options: BidOptions
+    figures: Figures, open_loop: OpenLoop, port: int, bid_rps: float, options: BidOptions
 ) -> None:
     def open_run(at: int, rate: float) -> Outcome:
-        return generator.run(
+        return open_loop(
             at,
-            connections=options.connections * 4,
+            connections=open_connections(rate, options),
             rate=rate,
             warmup_s=options.warmup_s,
             duration_s=options.duration_s,
@@ -220,6 +231,8 @@ def _open_figures(
         f"them shed, {dropped:.0%} dropped unsent (no free connection within tmax)"
     )
     figures.add("late_fraction_overload", over.late_fraction, "", note)
+    connections = open_connections(bid_rps * OVERLOAD, options)
+    figures.add("open_loop_connections_overload", connections, "", "rate x tmax, at least 256")
 
 
 def _half_load_figures(
@@ -265,7 +278,12 @@ def _half_load_figures(
 
 
 def _runs(
-    figures: Figures, generator: LoadGenerator, wrk: Wrk | None, url: str, options: BidOptions
+    figures: Figures,
+    generator: LoadGenerator,
+    wrk: Wrk | None,
+    pacer: Pacer | None,
+    url: str,
+    options: BidOptions,
 ) -> None:
     timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s}
 
@@ -286,6 +304,8 @@ def _runs(
     note = f"1: the bid path runs compiled by mypyc (make compile); here {state}"
     figures.add("bid_path_compiled", int(state == "compiled"), "", note)
     figures.add("load_generator_wrk", int(wrk is not None), "", "1: wrk, 0: built-in generator")
+    note = "open-loop runs: 1: pacer (C, bench/pacer.c), 0: built-in generator (Python)"
+    figures.add("load_generator_pacer", int(pacer is not None), "", note)
     with servers.server_process(servers.run_canned) as port:
         ceiling = closed(port)
     figures.add("generator_ceiling_rps", ceiling.rps, "req/s", "canned 204, raw asyncio")
@@ -308,7 +328,9 @@ def _runs(
     _check_ceiling(figures, ceiling, bare, bid)
     # Open loop, latency at half that throughput and lateness at twice it: as deployed.
     with servers.bidder_process(url) as port:
-        _open_figures(figures, generator, port, bid.rps, options)
+        _open_figures(
+            figures, generator.run if pacer is None else pacer.run, port, bid.rps, options
+        )
     with servers.bidder_process(url, workers=2, shed_lag_ms=NO_SHEDDING_MS) as port:
         two = closed(port)
     figures.add(
@@ -331,9 +353,21 @@ def run_bid(figures: Figures, options: BidOptions | None = None) -> None:
         uvloop.run(_check_devices(url, bodies))
         requests = [http_post(body) for body in bodies]
         wrk = Wrk(bodies, options.generator_workers) if wrk_available() else None
+        pacer = _pacer(figures, requests)
         try:
             with LoadGenerator(requests, options.generator_workers) as generator:
-                _runs(figures, generator, wrk, url, options)
+                _runs(figures, generator, wrk, pacer, url, options)
         finally:
             if wrk is not None:
                 wrk.close()
+            if pacer is not None:
+                pacer.close()
+
+
+def _pacer(figures: Figures, requests: list[bytes]) -> Pacer | None:
+    """The C open-loop generator, or None (and why) when it cannot be built here."""
+    try:
+        return Pacer(requests)
+    except PacerUnavailable as error:
+        figures.say(f"  {error}: open-loop runs use the built-in generator")
+        return None

@@ -1,6 +1,6 @@
 """Closed-loop runs with ``wrk`` when it is installed: a Lua script rotates request bodies.
 
-wrk cannot pace requests, so open-loop runs always use the built-in generator.
+wrk cannot pace requests: open-loop runs use ``bench.pacer`` (or the built-in generator).
 """
 
 from __future__ import annotations
