@@ -282,7 +282,7 @@ def _runs(
     generator: LoadGenerator,
     wrk: Wrk | None,
     pacer: Pacer | None,
-    url: str,
+    bidder_url: str,
     options: BidOptions,
 ) -> None:
     timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s}
@@ -315,7 +315,7 @@ def _runs(
     # meets the same moments of a shared host; the round with the median ratio is reported.
     with (
         servers.server_process(servers.run_bare) as bare_port,
-        servers.bidder_process(url, shed_lag_ms=NO_SHEDDING_MS) as port,
+        servers.bidder_process(bidder_url, shed_lag_ms=NO_SHEDDING_MS) as port,
     ):
         shed, answered = _metric(port, "dsp_shed_total"), _metric(port, "dsp_bid_latency_ms_count")
         rounds = [(closed(bare_port), closed(port)) for _ in range(CLOSED_ROUNDS)]
@@ -327,11 +327,11 @@ def _runs(
     _cpu_figures(figures, bid, bare, shed / answered if answered else 0.0)
     _check_ceiling(figures, ceiling, bare, bid)
     # Open loop, latency at half that throughput and lateness at twice it: as deployed.
-    with servers.bidder_process(url) as port:
+    with servers.bidder_process(bidder_url) as port:
         _open_figures(
             figures, generator.run if pacer is None else pacer.run, port, bid.rps, options
         )
-    with servers.bidder_process(url, workers=2, shed_lag_ms=NO_SHEDDING_MS) as port:
+    with servers.bidder_process(bidder_url, workers=2, shed_lag_ms=NO_SHEDDING_MS) as port:
         two = closed(port)
     figures.add(
         "bid_rps_2_workers", two.rps, "req/s", f"dsp serve --workers 2, {two.errors} errors"
@@ -341,7 +341,10 @@ def _runs(
 def run_bid(figures: Figures, options: BidOptions | None = None) -> None:
     """Figures of the ``bid`` group."""
     options = options or BidOptions()
-    with EmbeddedRedis() as url:
+    # The bidder reaches its Redis, on the same host, through a Unix socket (the rest of the
+    # bench through TCP): 6 to 10 us less of Redis's CPU a request than over loopback TCP.
+    embedded = EmbeddedRedis(unix_socket=True)
+    with embedded as url:
         started = time.perf_counter()
         sample = _seed(url, options)
         seconds = time.perf_counter() - started
@@ -356,7 +359,7 @@ def run_bid(figures: Figures, options: BidOptions | None = None) -> None:
         pacer = _pacer(figures, requests)
         try:
             with LoadGenerator(requests, options.generator_workers) as generator:
-                _runs(figures, generator, wrk, pacer, url, options)
+                _runs(figures, generator, wrk, pacer, embedded.unix_url, options)
         finally:
             if wrk is not None:
                 wrk.close()

@@ -83,8 +83,11 @@ class EmbeddedRedis:
         extra_config: dict[str, str] | None = None,
         port: int = 0,
         port_picker: Callable[[], int] | None = None,
+        unix_socket: bool = False,
     ) -> None:
         self._data_dir = data_dir
+        self._unix_socket = unix_socket
+        self.socket_path: Path | None = None  # with ``unix_socket``, once started
         self._appendonly = appendonly
         self._extra_config = extra_config or {}
         self._process: subprocess.Popen[bytes] | None = None
@@ -96,6 +99,13 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        """The same server through its Unix socket (started with ``unix_socket``)."""
+        if self.socket_path is None:
+            raise RuntimeError("this embedded Redis listens on no Unix socket")
+        return f"unix://{self.socket_path}?db=0"
 
     def _command(self, port: int, data_dir: Path) -> list[str]:
         config = {
@@ -113,12 +123,18 @@ class EmbeddedRedis:
             # lookup still scans one bucket in microseconds.
             "hash-max-ziplist-entries": "2048",
             "hash-max-ziplist-value": "256",
+            **self._unix_config(data_dir),
             **self._extra_config,
         }
         args = [find_redis_server()]
         for name, value in config.items():
             args += [f"--{name}", value]
         return args
+
+    def _unix_config(self, data_dir: Path) -> dict[str, str]:
+        if not self._unix_socket:
+            return {}
+        return {"unixsocket": str(data_dir / "redis.sock"), "unixsocketperm": "700"}
 
     def start(self, attempts: int = 5, timeout_s: float = 10.0) -> str:
         if self._data_dir is None:
@@ -140,6 +156,8 @@ class EmbeddedRedis:
                 )
             if self._wait_ready(process, port, timeout_s):
                 self._process, self.port = process, port
+                if self._unix_socket:
+                    self.socket_path = data_dir / "redis.sock"
                 log.info("embedded redis started", extra={"port": port, "pid": process.pid})
                 return self.url
         said = output.read_bytes()[-600:].decode(errors="replace").strip()

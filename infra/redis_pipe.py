@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -47,19 +47,33 @@ class Address:
     db: int
     username: str | None
     password: str | None
+    path: str | None = None  # a Unix socket's, for ``unix://`` URLs (host and port unused)
 
     @classmethod
     def from_url(cls, url: str) -> Address:
+        """``redis://[user:password@]host[:port][/db]`` or, for a Redis on the same host,
+        ``unix://[user:password@]/path/to/redis.sock[?db=N]`` as redis-py reads them."""
         parsed = urlparse(url)
+        username = unquote(parsed.username) if parsed.username else None
+        password = unquote(parsed.password) if parsed.password else None
+        if parsed.scheme == "unix":
+            if not parsed.path:
+                raise ValueError(f"a unix:// URL names the socket's path: {url!r}")
+            db = parse_qs(parsed.query).get("db", ["0"])[0]
+            if not db.isdigit():
+                raise ValueError(f"db must be a number in {url!r}")
+            return cls("", 0, int(db), username, password, parsed.path)
         if parsed.scheme not in ("redis", ""):
-            raise ValueError(f"the pipelined connection takes redis:// URLs, not {url!r}")
+            raise ValueError(
+                f"the pipelined connection takes redis:// or unix:// URLs, not {url!r}"
+            )
         path = parsed.path.strip("/")
         return cls(
             parsed.hostname or "127.0.0.1",
             parsed.port or 6379,
             int(path) if path else 0,
-            unquote(parsed.username) if parsed.username else None,
-            unquote(parsed.password) if parsed.password else None,
+            username,
+            password,
         )
 
     def setup(self) -> list[bytes]:
@@ -126,7 +140,13 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         address = self._address
         async with asyncio.timeout(self._timeout_s):
-            _, wire = await loop.create_connection(lambda: _Wire(self), address.host, address.port)
+            if address.path is not None:
+                # Same host: no TCP stack, about 10 us less a round trip on each side.
+                _, wire = await loop.create_unix_connection(lambda: _Wire(self), address.path)
+            else:
+                _, wire = await loop.create_connection(
+                    lambda: _Wire(self), address.host, address.port
+                )
         setup = [*address.setup(), command(b"CLIENT", b"SETNAME", self.name.encode())]
         setup += self._on_connect
         self._wire = wire

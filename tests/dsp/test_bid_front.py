@@ -17,7 +17,7 @@ from dsp.app import LIVE, LOOKUP_CLIENT_NAME, PIPE
 from dsp.bidder.front import Shedder
 from dsp.campaigns.store import save_campaigns
 from dsp.serve import Worker, start_worker
-from infra.embedded_redis import free_port
+from infra.embedded_redis import EmbeddedRedis, free_port
 from infra.settings import Settings
 from tests.dsp.factories import bid_request, campaign, store_profile
 
@@ -85,6 +85,34 @@ async def test_a_stored_device_in_the_segment_gets_a_bid(front: Worker) -> None:
     assert status == 200 and headers["content-type"] == "application/json"
     bid = orjson.loads(body)["seatbid"][0]["bid"][0]
     assert bid["cid"] == "c1" and "${AUCTION_PRICE}" in bid["nurl"]
+
+
+async def test_a_bidder_reaching_redis_through_its_unix_socket_bids() -> None:
+    # Redis on the same host: every client of the bidder through the socket, no TCP.
+    server = EmbeddedRedis(unix_socket=True)
+    with server:
+        redis = Redis.from_url(server.unix_url)
+        settings = Settings(
+            redis_url=server.unix_url, port=free_port(), signing_key=b"test-key",
+            campaign_refresh_s=3600, event_flush_s=3600,
+        )  # fmt: skip
+        try:
+            await save_campaigns(redis, [campaign("c1", tags=SEGMENT)])
+            await store_profile(redis, tags=(SEGMENT,))
+            worker = await start_worker(settings)
+            try:
+                await worker.app[LIVE].refresh(redis)
+                reader, writer = await connect(worker)
+                writer.write(http_post(payload()))
+                status, _, body = await read_answer(reader)
+                await close(writer)
+                sent = worker.app[PIPE].sent
+            finally:
+                await worker.stop()
+        finally:
+            await redis.aclose()
+    assert status == 200 and orjson.loads(body)["seatbid"][0]["bid"][0]["cid"] == "c1"
+    assert sent >= 1  # the lookup went through the pipelined connection
 
 
 async def test_pipelined_requests_are_answered_in_order_and_others_go_to_aiohttp(
