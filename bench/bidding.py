@@ -232,7 +232,8 @@ def _open_figures(
     )
     figures.add("late_fraction_overload", over.late_fraction, "", note)
     connections = open_connections(bid_rps * OVERLOAD, options)
-    figures.add("open_loop_connections_overload", connections, "", "rate x tmax, at least 256")
+    note = f"rate x tmax, at least {options.connections * 4}"
+    figures.add("open_loop_connections_overload", connections, "", note)
 
 
 def _half_load_figures(
