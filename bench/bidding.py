@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 import uvloop
@@ -195,7 +196,19 @@ def _cpu_figures(figures: Figures, bid: Closed, bare: Closed, shed: float) -> No
     figures.add("bid_shed_fraction", shed, "", note)
 
 
-OpenLoop = Callable[..., Outcome]  # (port, *, connections, rate, warmup_s, duration_s, deadline_s)
+class OpenLoop(Protocol):
+    """An open-loop run: ``LoadGenerator.run`` or ``Pacer.run``."""
+
+    def __call__(
+        self,
+        port: int,
+        *,
+        connections: int,
+        rate: float,
+        warmup_s: float,
+        duration_s: float,
+        deadline_s: float,
+    ) -> Outcome: ...
 
 
 def open_connections(rate: float, options: BidOptions) -> int:

@@ -20,8 +20,8 @@ import uvloop
 
 from bench.client import Load, Tally, run_load
 
-# Time the workers get to open their connections before the shared start.
-_CONNECT_S = 0.5
+# Time a generator gets to start and open its connections before the shared start.
+CONNECT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +132,7 @@ class LoadGenerator:
     ) -> Outcome:
         """One run against ``127.0.0.1:port``: closed loop, or open loop at ``rate`` per second."""
         count = len(self._workers)
-        start_at = time.monotonic() + _CONNECT_S
+        start_at = time.monotonic() + CONNECT_S
         spread = len(self._requests) // count
         for index, ((_, pipe), share) in enumerate(
             zip(self._workers, _shares(max(connections, count), count), strict=True)
@@ -150,7 +150,7 @@ class LoadGenerator:
                 offset=index * spread,
             )
             pipe.send(load)
-        limit = _CONNECT_S + warmup_s + duration_s + deadline_s + 30
+        limit = CONNECT_S + warmup_s + duration_s + deadline_s + 30
         return _summed([self._receive(pipe, limit) for _, pipe in self._workers], duration_s)
 
     @staticmethod

@@ -22,10 +22,9 @@ from types import TracebackType
 import numpy as np
 import orjson
 
-from bench.loadgen import Outcome
+from bench.loadgen import CONNECT_S, Outcome
 
 SOURCE = Path(__file__).with_name("pacer.c")
-_CONNECT_S = 0.5  # time the pacer gets to start and connect before the shared start
 
 
 class PacerUnavailable(RuntimeError):
@@ -97,11 +96,11 @@ class Pacer:
         deadline_s: float = 0.1,
     ) -> Outcome:
         """One open-loop run against ``127.0.0.1:port`` at ``rate`` requests a second."""
-        start_at = time.monotonic() + _CONNECT_S
+        start_at = time.monotonic() + CONNECT_S
         command = [str(self._program), str(port), str(connections), repr(float(rate))]
         command += [repr(start_at), repr(float(warmup_s)), repr(float(duration_s))]
         command += [repr(float(deadline_s)), str(self._requests), str(self._out)]
-        limit = _CONNECT_S + warmup_s + duration_s + deadline_s + 30
+        limit = CONNECT_S + warmup_s + duration_s + deadline_s + 30
         done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
         if done.returncode != 0:
             raise RuntimeError(f"pacer failed ({done.returncode}): {done.stderr.strip()}")

@@ -25,6 +25,7 @@ from infra.processes import stop_process
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_SOCKET_FILE = "redis.sock"  # in the data directory, with ``unix_socket``
 
 
 def find_redis_server() -> str:
@@ -134,7 +135,7 @@ class EmbeddedRedis:
     def _unix_config(self, data_dir: Path) -> dict[str, str]:
         if not self._unix_socket:
             return {}
-        return {"unixsocket": str(data_dir / "redis.sock"), "unixsocketperm": "700"}
+        return {"unixsocket": str(data_dir / _SOCKET_FILE), "unixsocketperm": "700"}
 
     def start(self, attempts: int = 5, timeout_s: float = 10.0) -> str:
         if self._data_dir is None:
@@ -157,7 +158,7 @@ class EmbeddedRedis:
             if self._wait_ready(process, port, timeout_s):
                 self._process, self.port = process, port
                 if self._unix_socket:
-                    self.socket_path = data_dir / "redis.sock"
+                    self.socket_path = data_dir / _SOCKET_FILE
                 log.info("embedded redis started", extra={"port": port, "pid": process.pid})
                 return self.url
         said = output.read_bytes()[-600:].decode(errors="replace").strip()
