@@ -81,7 +81,7 @@ async def start_worker(settings: Settings) -> Worker:
             settings.host,
             settings.port,
             reuse_port=settings.workers > 1,
-            backlog=1024,
+            backlog=settings.listen_backlog,
         )
     except BaseException:
         await runner.cleanup()

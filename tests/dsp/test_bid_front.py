@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -261,6 +263,49 @@ async def test_the_lookup_connection_comes_back_after_it_is_killed(
         await asyncio.sleep(0.05)
     await close(writer)
     assert statuses[-1] == 200 and set(statuses) <= {200, 204}
+
+
+def accept_queue(port: int) -> int:
+    """Connections the kernel holds for the listener on 127.0.0.1:``port``, not yet accepted
+    (a listening socket's rx_queue in /proc/net/tcp)."""
+    local = f"0100007F:{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] == "0A":  # LISTEN
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+async def test_a_burst_of_connections_beyond_the_old_backlog_waits_in_the_kernel(
+    front: Worker,
+) -> None:
+    # An exchange opens its whole pool at once. Held by a blocked loop, every handshake must
+    # wait in the accept queue: one that overflows it is dropped and retried a second later.
+    burst = min(1500, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    assert burst > 1024, "net.core.somaxconn caps every backlog below this test's burst"
+    port = front.settings.port
+    clients = []
+    try:
+        for _ in range(burst):  # the loop does not run here: nothing is accepted
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+            clients.append(client)
+        queued, deadline = 0, time.monotonic() + 5
+        while queued < burst and time.monotonic() < deadline:
+            time.sleep(0.05)
+            queued = accept_queue(port)
+    finally:
+        for client in clients:
+            client.close()
+    assert queued == burst
+    # The loop accepts them all (closed: each one ends at once) and still serves bids.
+    await asyncio.sleep(0.5)
+    reader, writer = await connect(front)
+    writer.write(http_post(payload()))
+    status, _, _ = await read_answer(reader)
+    await close(writer)
+    assert status == 200
 
 
 async def test_the_shedder_sheds_while_the_loop_lags_and_stops_after() -> None:
