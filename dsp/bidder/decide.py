@@ -98,8 +98,9 @@ def _price(line: Line, imp: Imp, ctx: _Context) -> int:
     return bid_price_micros(line.campaign, predicted)
 
 
-def _best_line(candidates: int, imp: Imp, ctx: _Context) -> tuple[Line, int] | None:
-    """The best-paying line at or above the floor, and its price.
+def _best_line(candidates: int, imp: Imp, ctx: _Context) -> tuple[tuple[Line, int] | None, bool]:
+    """The best-paying line at or above the floor, and its price; and whether that is final
+    (False: the candidates ran out before any line could have ended the search).
 
     Lines come by descending highest price; a fixed-CPM line pays exactly that, a target-CPC
     line at most its cap. So the search stops at the first line whose highest price cannot
@@ -113,7 +114,7 @@ def _best_line(candidates: int, imp: Imp, ctx: _Context) -> tuple[Line, int] | N
         line = lines[lowest.bit_length() - 1]
         highest = line.campaign.cpm_micros
         if highest < floor_micros or (best is not None and highest <= best[1]):
-            break  # lines are ordered by highest price: every later one pays less
+            return best, True  # lines are ordered by highest price: every later one pays less
         if (not lowest & checked or _passes_checks(line, ctx)) and _allowed_by_request(
             line, ctx.request
         ):
@@ -121,9 +122,28 @@ def _best_line(candidates: int, imp: Imp, ctx: _Context) -> tuple[Line, int] | N
             if price >= floor_micros and price > 0 and (best is None or price > best[1]):
                 best = (line, price)
             if line.campaign.strategy is BidStrategy.FIXED_CPM:
-                break
+                return best, True
         candidates ^= lowest
-    return best
+    return best, False
+
+
+def _eligible(
+    request: BidRequest,
+    profile: Profile | None,
+    index: CampaignIndex,
+    moment: Moment,
+    within: int,
+) -> int:
+    """Lines of ``within`` that the request's bitset dimensions and the moment allow."""
+    country = request.country or (profile.country if profile else "")
+    region = request.region or (profile.region if profile else "")
+    os = request.os or (profile.os if profile else "")
+    eligible = index.request_lines(request, country, region, os, within)
+    if moment.blocked_lines:
+        eligible &= ~moment.blocked_lines
+    if profile is None:
+        eligible &= index.untargeted
+    return eligible
 
 
 def decide(
@@ -134,24 +154,29 @@ def decide(
     counters: Mapping[str, int] | None = None,
 ) -> list[Bid]:
     """The best line per imp, or nothing. ``profile`` is None when no DMP data may be used;
-    ``counters`` are the device's frequency counters, None when there is no device."""
-    country = request.country or (profile.country if profile else "")
-    region = request.region or (profile.region if profile else "")
-    os = request.os or (profile.os if profile else "")
-    eligible = index.request_lines(request, country, region, os) & ~moment.blocked_lines
-    if profile is None:
-        eligible &= index.untargeted
+    ``counters`` are the device's frequency counters, None when there is no device.
+
+    The search runs first among the index's best-paying lines (``index.window``), and over
+    every line only for an imp it left undecided: the same answer, at a cost that does not
+    grow with the number of campaigns for most requests.
+    """
+    eligible = _eligible(request, profile, index, moment, index.window)
+    everything: int | None = None  # every eligible line, once an imp needs them
     ctx = _Context(
         request, profile.tags if profile is not None else _NO_TAGS, counters, moment, index
     )
     bids = []
     for imp in request.imps:
-        if imp.floor_micros is None or not eligible:
+        if imp.floor_micros is None:
             continue
-        formats = index.format_lines(
-            imp.banner_sizes, imp.native is not None, imp.video_size is not None
-        )
-        best = _best_line(eligible & formats, imp, ctx)
+        native, video = imp.native is not None, imp.video_size is not None
+        candidates = index.format_lines(imp.banner_sizes, native, video, eligible)
+        best, final = _best_line(candidates, imp, ctx)
+        if not final and index.beyond_window:
+            if everything is None:
+                everything = _eligible(request, profile, index, moment, -1)
+            candidates = index.format_lines(imp.banner_sizes, native, video, everything)
+            best, _ = _best_line(candidates, imp, ctx)
         if best is not None:
             line, price = best
             if price != line.price_micros:  # a target-CPC bid priced for this imp

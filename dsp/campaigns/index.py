@@ -79,6 +79,12 @@ class ClickPredictor(Protocol):
     def maybe_reload(self) -> bool: ...
 
 
+# The decision looks first among this many best-paying lines: most requests are decided
+# there, with bitsets of 128 bytes, whatever the number of campaigns (a bitset over 24,000
+# lines is 3 KB, and every AND or OR copies it).
+WINDOW_LINES: Final = 1024
+
+
 class CampaignIndex:
     """Built once per campaign change; read by every request."""
 
@@ -103,6 +109,14 @@ class CampaignIndex:
         self.cvr: ClickPredictor | None = None
         for line in lines:
             self._add(line)
+        for allow in (
+            self._country, self._region, self._city, self._os, self._device_type,
+            self._connection_type, self._category, self._domain, self._bundle,
+        ):  # fmt: skip
+            allow.seal()
+        self.circles.seal()
+        self.window = (1 << WINDOW_LINES) - 1
+        self.beyond_window = len(lines) > WINDOW_LINES
 
     def _add_format(self, creative: Creative, flag: int) -> None:
         if creative.format is CreativeFormat.BANNER:
@@ -181,18 +195,27 @@ class CampaignIndex:
                 index.creatives.setdefault((campaign.id, creative.id), creative)
         return index
 
-    def format_lines(self, sizes: Iterable[tuple[int, int]], native: bool, video: bool) -> int:
-        found = self._native if native else 0
+    def format_lines(
+        self, sizes: Iterable[tuple[int, int]], native: bool, video: bool, within: int
+    ) -> int:
+        """Lines of ``within`` with a creative the imp can show."""
+        found = within & self._native if native else 0
         if video:
-            found |= self._video
+            found |= within & self._video
         for size in sizes:
-            found |= self._sizes.get(size, 0)
+            lines = self._sizes.get(size)
+            if lines is not None:
+                found |= within & lines
         return found
 
-    def request_lines(self, request: BidRequest, country: str, region: str, os: str) -> int:
-        """Lines whose bitset dimensions all accept the request (geo may come from the DMP)."""
+    def request_lines(
+        self, request: BidRequest, country: str, region: str, os: str, within: int = -1
+    ) -> int:
+        """Lines of ``within`` (-1: all) whose bitset dimensions all accept the request (geo
+        may come from the DMP). A narrow ``within`` first keeps every AND that narrow."""
         accepted = (
-            self._country.accepting(country)
+            within
+            & self._country.accepting(country)
             & self._region.accepting(region)
             & self._os.accepting(os)
             & self._city.accepting(request.city)
@@ -206,7 +229,8 @@ class CampaignIndex:
         refused = self._domain_block.refusing(request.domain) | self._bundle_block.refusing(
             request.bundle
         )
-        return accepted & ~refused
+        # Most requests name no blocked domain or bundle: no 3 KB inversion then.
+        return accepted & ~refused if refused else accepted
 
     def lines_of(self, campaign_ids: Iterable[str]) -> int:
         mask = 0

@@ -12,7 +12,8 @@ from dmp.profile import Profile
 from dmp.taxonomy import Taxonomy
 from dsp.bidder.decide import Moment, decide
 from dsp.bidder.openrtb import BidRequest, parse_bid_request
-from dsp.campaigns.index import CampaignIndex, bid_price_micros
+from dsp.campaigns.dimensions import Allow
+from dsp.campaigns.index import WINDOW_LINES, CampaignIndex, bid_price_micros
 from dsp.campaigns.schedule import cap_field, may_bid_at
 from dsp.campaigns.validation import campaign_from_dict
 from tests.dsp.factories import bid_request, campaign
@@ -161,3 +162,44 @@ def test_member_audiences_match_devices_carrying_their_pseudo_tag() -> None:
     assert decide(parsed(), Profile(tags={female: 100, travel: 100}), index, Moment(), {}) != []
     assert decide(parsed(), Profile(tags={female: 100}), index, Moment(), {}) == []
     assert decide(parsed(), Profile(tags={member: 100}), index, Moment(), {}) == []
+
+
+def _crowded_index(beyond: int) -> CampaignIndex:
+    """More lines than the decision's first window: ``beyond`` dear Beijing campaigns past
+    it, then one cheap campaign open to every city (the last line)."""
+    dear = [
+        campaign_from_dict(campaign(f"dear{n:05d}", cpm_micros=9_000_000, cities=["Beijing"]))
+        for n in range(WINDOW_LINES + beyond)
+    ]
+    cheap = campaign_from_dict(campaign("cheap", cpm_micros=1_000_000))
+    return CampaignIndex.build([*dear, cheap], TAXONOMY)
+
+
+def test_a_line_past_the_first_window_still_bids() -> None:
+    index = _crowded_index(beyond=50)
+    assert index.beyond_window and index.lines[-1].campaign.id == "cheap"
+    shenzhen = parsed(device=device(geo={"city": "Shenzhen"}))
+    beijing = parsed(device=device(geo={"city": "Beijing"}))
+    assert [b.line.campaign.id for b in decide(shenzhen, Profile(), index, Moment(), {})] == [
+        "cheap"
+    ]
+    assert decide(beijing, Profile(), index, Moment(), {})[0].line.campaign.id == "dear00000"
+    # Every dear line blocked (budget): the search goes past the window for Beijing too.
+    dear_ids = [f"dear{n:05d}" for n in range(WINDOW_LINES + 50)]
+    blocked = Moment(blocked_lines=index.lines_of(dear_ids))
+    assert [b.line.campaign.id for b in decide(beijing, Profile(), index, blocked, {})] == ["cheap"]
+    # Only lines past the window left unblocked: the dearest of those wins.
+    open_past = Moment(blocked_lines=index.lines_of(dear_ids[:WINDOW_LINES]))
+    found = decide(beijing, Profile(), index, open_past, {})[0].line.campaign.id
+    assert found == dear_ids[WINDOW_LINES]
+
+
+def test_an_index_sealed_then_added_to_answers_from_its_lines() -> None:
+    allow = Allow()
+    allow.add(["US"], 0)
+    allow.seal()
+    assert allow.accepting("US") == 0b1 and allow.accepting("FR") == 0
+    allow.add([], 1)  # a line without the constraint, after sealing
+    assert allow.accepting("US") == 0b11 and allow.accepting("FR") == 0b10
+    allow.seal()
+    assert allow.accepting("US") == 0b11 and allow.accepting("FR") == 0b10
