@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -281,8 +282,16 @@ async def test_a_burst_of_connections_beyond_the_old_backlog_waits_in_the_kernel
 ) -> None:
     # An exchange opens its whole pool at once. Held by a blocked loop, every handshake must
     # wait in the accept queue: one that overflows it is dropped and retried a second later.
-    burst = min(1500, int(Path("/proc/sys/net/core/somaxconn").read_text()))
-    assert burst > 1024, "net.core.somaxconn caps every backlog below this test's burst"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 4096:  # the burst's sockets, then accepted
+        soft = hard if hard == resource.RLIM_INFINITY else min(4096, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    burst = min(1500, somaxconn)
+    assert burst > 1024, f"net.core.somaxconn {somaxconn} caps every backlog below the burst"
+    assert soft == resource.RLIM_INFINITY or soft > 2 * burst + 100, (
+        f"RLIMIT_NOFILE {soft} cannot hold {burst} connections and their accepted ends"
+    )
     port = front.settings.port
     clients = []
     try:
