@@ -9,7 +9,7 @@ from typing import Final
 
 from dmp.profile import Profile
 from dsp.bidder.openrtb import BidRequest, Imp
-from dsp.campaigns.index import PRIOR_CTR, CampaignIndex, Line, bid_price_micros
+from dsp.campaigns.index import PRIOR_CTR, WINDOW, CampaignIndex, Line, bid_price_micros
 from dsp.campaigns.model import BidStrategy
 
 _NO_TAGS: Final[Mapping[int, int]] = {}
@@ -156,11 +156,11 @@ def decide(
     """The best line per imp, or nothing. ``profile`` is None when no DMP data may be used;
     ``counters`` are the device's frequency counters, None when there is no device.
 
-    The search runs first among the index's best-paying lines (``index.window``), and over
+    The search runs first among the index's best-paying lines (``WINDOW``), and over
     every line only for an imp it left undecided: the same answer, at a cost that does not
     grow with the number of campaigns for most requests.
     """
-    eligible = _eligible(request, profile, index, moment, index.window)
+    eligible = _eligible(request, profile, index, moment, WINDOW)
     everything: int | None = None  # every eligible line, once an imp needs them
     ctx = _Context(
         request, profile.tags if profile is not None else _NO_TAGS, counters, moment, index

@@ -83,6 +83,7 @@ class ClickPredictor(Protocol):
 # there, with bitsets of 128 bytes, whatever the number of campaigns (a bitset over 24,000
 # lines is 3 KB, and every AND or OR copies it).
 WINDOW_LINES: Final = 1024
+WINDOW: Final = (1 << WINDOW_LINES) - 1  # those lines' bits
 
 
 class CampaignIndex:
@@ -115,7 +116,6 @@ class CampaignIndex:
         ):  # fmt: skip
             allow.seal()
         self.circles.seal()
-        self.window = (1 << WINDOW_LINES) - 1
         self.beyond_window = len(lines) > WINDOW_LINES
 
     def _add_format(self, creative: Creative, flag: int) -> None:
